@@ -1,0 +1,903 @@
+"""Interception: probes around nodes, routers and the entry, and the run driver.
+
+Every probe calls the user's runnable with exactly the arguments LangGraph
+gave it and returns (or raises) exactly what it returned (or raised); around
+that call it records outcomes as events. Handoffs are opened at the source
+(static edges and joins from the builder, the router's return value, a
+Command's goto, a Send) and closed when the target starts, where the target's
+``requires`` contract and the edge's contract are checked against the state
+it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableConfig
+from opentelemetry import context as otel_context
+
+from . import _compat as lg
+from . import semconv as sc
+from ._failopen import report_internal_error
+from .contracts import Check, Violation, update_of
+from .errors import ContractViolation
+from .events import Event, HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
+from .ledger import Ledger
+
+_time_ns = time.time_ns
+
+_CURRENT_RUN: ContextVar[_Run | None] = ContextVar("coordgap_run", default=None)
+
+_MAX_THREADS_REMEMBERED = 10_000
+_MAX_ERROR_TYPES = 64
+
+
+class _Pending:
+    """A handoff opened at its source, waiting for its target to start."""
+
+    __slots__ = ("arg", "kind", "source", "start_ns")
+
+    def __init__(self, source: str, kind: str, start_ns: int, arg: Any = None) -> None:
+        self.source = source
+        self.kind = kind
+        self.start_ns = start_ns
+        self.arg = arg
+
+
+class _Run:
+    """Everything coordgap tracks for one run; shared by the run's subgraphs."""
+
+    __slots__ = (
+        "failed",
+        "failures",
+        "interrupted",
+        "lock",
+        "otel_ctx",
+        "parent_ctx",
+        "pending",
+        "recorder",
+        "run_id",
+        "span",
+        "start_ns",
+        "thread",
+    )
+
+    def __init__(self, recorder: Recorder, run_id: int, thread: tuple[str, str] | None) -> None:
+        self.recorder = recorder
+        self.run_id = run_id
+        self.start_ns = _time_ns()
+        self.thread = thread
+        self.failed = False
+        self.interrupted = False
+        self.pending: dict[str, list[_Pending]] = {}
+        self.lock = threading.Lock()
+        self.span: Any = None
+        self.otel_ctx: Any = None
+        self.parent_ctx: Any = None
+        self.failures: list[Event] = []
+
+    def open(self, target: str, pending: _Pending) -> None:
+        with self.lock:
+            bucket = self.pending.get(target)
+            if bucket is None:
+                self.pending[target] = [pending]
+            else:
+                bucket.append(pending)
+
+    def deliver(self, target: str, push: bool, arg: Any) -> list[_Pending]:
+        """Close the handoffs into ``target``: one Send for a push, every other kind otherwise."""
+        with self.lock:
+            bucket = self.pending.get(target)
+            if not bucket:
+                return []
+            if push:
+                sends = [p for p in bucket if p.kind == "send"]
+                if not sends:
+                    return []
+                chosen = next((p for p in sends if p.arg is arg), sends[0])
+                bucket.remove(chosen)
+                delivered = [chosen]
+            else:
+                delivered = [p for p in bucket if p.kind != "send"]
+                bucket[:] = [p for p in bucket if p.kind == "send"]
+            if not bucket:
+                del self.pending[target]
+            return delivered
+
+
+@dataclass
+class Capture:
+    """Opt-in capture of state values on failures (development only).
+
+    Args:
+        max_chars: the captured text is cut to this length.
+        redact: called with the value before it is rendered; return what may be recorded.
+    """
+
+    max_chars: int = 1024
+    redact: Callable[[Any], Any] | None = None
+
+    def render(self, value: Any) -> str:
+        if self.redact is not None:
+            value = self.redact(value)
+        text = repr(value)
+        return text if len(text) <= self.max_chars else text[: self.max_chars] + "..."
+
+
+class Recorder:
+    """Turns what the probes see into events and hands them to the sinks."""
+
+    def __init__(
+        self,
+        *,
+        graph: str,
+        ledger: Ledger,
+        sinks: Sequence[Callable[[Event], None]],
+        spans: Any,
+        on_violation: str,
+        capture: Capture | None,
+        duration_histogram: Any = None,
+    ) -> None:
+        self.graph = graph
+        self.ledger = ledger
+        self.sinks = tuple(sinks)
+        self.spans = spans
+        self.live = spans is not None and spans.live
+        self.raise_on_violation = on_violation == "raise"
+        self.capture = capture
+        self.duration_histogram = duration_histogram
+        self._duration_attrs: dict[tuple[str, bool], dict[str, Any]] = {}
+        self._run_ids = itertools.count(1)
+        self._threads: OrderedDict[tuple[str, str], list[tuple[str, _Pending]]] = OrderedDict()
+        self._threads_lock = threading.Lock()
+        self._error_types: set[str] = set()
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def internal_error(self, where: str, exc: BaseException) -> None:
+        report_internal_error(where, exc, self.ledger.count_internal_error)
+
+    def emit(self, event: Event) -> None:
+        try:
+            self.ledger.record(event)
+        except Exception as exc:  # noqa: BLE001
+            self.internal_error("ledger", exc)
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception as exc:  # noqa: BLE001
+                self.internal_error(f"sink {sink!r}", exc)
+
+    def error_type(self, exc_or_name: BaseException | str) -> str:
+        """Return a bounded error.type: the class name, or ``other`` past the cap."""
+        name = exc_or_name if isinstance(exc_or_name, str) else type(exc_or_name).__name__
+        if name in self._error_types:
+            return name
+        if len(self._error_types) < _MAX_ERROR_TYPES:
+            self._error_types.add(name)
+            return name
+        return sc.OTHER_ERROR_TYPE
+
+    def failed(self, run: _Run | None, event: NodeOutcome | HandoffOutcome | RouterOutcome) -> None:
+        if run is not None:
+            run.failed = True
+        if self.spans is not None:
+            try:
+                self.spans.failure(run, event)
+            except Exception as exc:  # noqa: BLE001
+                self.internal_error("spans", exc)
+
+    def record_duration(self, node: str, ok: bool, seconds: float) -> None:
+        hist = self.duration_histogram
+        if hist is None:
+            return
+        key = (node, ok)
+        attrs = self._duration_attrs.get(key)
+        if attrs is None:
+            attrs = self._duration_attrs[key] = {
+                sc.ATTR_GRAPH: self.graph,
+                sc.ATTR_NODE: node,
+                sc.ATTR_OUTCOME: "ok" if ok else "error",
+            }
+        hist.record(seconds, attrs)
+
+    # -- runs -----------------------------------------------------------------------
+
+    def start_run(self, config: Any, graph_config: Any) -> _Run:
+        thread = lg.thread_key(config) or lg.thread_key(graph_config)
+        run = _Run(self, next(self._run_ids), thread)
+        if thread is not None:
+            with self._threads_lock:
+                carried = self._threads.pop(thread, None)
+            for target, pending in carried or ():
+                run.open(target, pending)
+        if self.spans is not None:
+            try:
+                self.spans.run_start(run)
+            except Exception as exc:  # noqa: BLE001
+                self.internal_error("spans", exc)
+        return run
+
+    def end_run(self, run: _Run, exc: BaseException | None, abandoned: bool = False) -> None:
+        try:
+            self._end_run(run, exc, abandoned)
+        except Exception as inner:  # noqa: BLE001
+            self.internal_error("end of run", inner)
+
+    def _end_run(self, run: _Run, exc: BaseException | None, abandoned: bool) -> None:
+        end_ns = _time_ns()
+        with run.lock:
+            left = [(t, p) for t, bucket in run.pending.items() for p in bucket]
+            run.pending.clear()
+        error_type = None
+        if exc is not None and not isinstance(exc, lg.GraphBubbleUp):
+            status = "error"
+            error_type = self.error_type(exc)
+        elif abandoned or run.interrupted or exc is not None or (left and run.thread is not None):
+            status = "interrupted"
+        else:
+            status = "ok"
+        if left and status == "ok":
+            # The run finished yet these targets never started: LangGraph dropped the handoff.
+            for target, pending in left:
+                event = HandoffOutcome(
+                    graph=self.graph,
+                    source=pending.source,
+                    target=target,
+                    kind=pending.kind,  # type: ignore[arg-type]
+                    ok=False,
+                    start_ns=pending.start_ns,
+                    end_ns=end_ns,
+                    error_type=sc.ERROR_UNDELIVERED,
+                    run_id=run.run_id,
+                )
+                self.emit(event)
+                self.failed(run, event)
+        elif left and run.thread is not None:
+            with self._threads_lock:
+                self._threads[run.thread] = left
+                self._threads.move_to_end(run.thread)
+                while len(self._threads) > _MAX_THREADS_REMEMBERED:
+                    self._threads.popitem(last=False)
+        outcome = RunOutcome(
+            graph=self.graph,
+            status=status,  # type: ignore[arg-type]
+            clean=status == "ok" and not run.failed,
+            start_ns=run.start_ns,
+            end_ns=end_ns,
+            error_type=error_type,
+            run_id=run.run_id,
+            span=run.span,
+        )
+        self.emit(outcome)
+        if self.spans is not None:
+            self.spans.run_end(run, outcome)
+
+    def drive(self, inner: Iterator[Any], config: Any, graph_config: Any) -> Iterator[Any]:
+        """Iterate a graph's stream as one run, with the run set as current per step."""
+        parent = _CURRENT_RUN.get()
+        if parent is not None and parent.recorder is self:
+            yield from inner  # a subgraph of this graph: part of the parent's run
+            return
+        run = self.start_run(config, graph_config)
+        live = self.live
+        try:
+            while True:
+                token = _CURRENT_RUN.set(run)
+                otel_token = otel_context.attach(run.otel_ctx) if live else None
+                try:
+                    chunk = next(inner)
+                except StopIteration:
+                    break
+                finally:
+                    if otel_token is not None:
+                        otel_context.detach(otel_token)
+                    _CURRENT_RUN.reset(token)
+                yield chunk
+        except GeneratorExit:
+            inner.close()
+            self.end_run(run, None, abandoned=True)
+            raise
+        except BaseException as exc:
+            self.end_run(run, exc)
+            raise
+        self.end_run(run, None)
+
+    async def adrive(
+        self, inner: AsyncIterator[Any], config: Any, graph_config: Any
+    ) -> AsyncIterator[Any]:
+        """Async twin of :meth:`drive`."""
+        parent = _CURRENT_RUN.get()
+        if parent is not None and parent.recorder is self:
+            async for chunk in inner:
+                yield chunk
+            return
+        run = self.start_run(config, graph_config)
+        live = self.live
+        try:
+            while True:
+                token = _CURRENT_RUN.set(run)
+                otel_token = otel_context.attach(run.otel_ctx) if live else None
+                try:
+                    chunk = await inner.__anext__()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    if otel_token is not None:
+                        otel_context.detach(otel_token)
+                    _CURRENT_RUN.reset(token)
+                yield chunk
+        except GeneratorExit:
+            await _aclose(inner)
+            self.end_run(run, None, abandoned=True)
+            raise
+        except asyncio.CancelledError:
+            await _aclose(inner)
+            self.end_run(run, None, abandoned=True)
+            raise
+        except BaseException as exc:
+            self.end_run(run, exc)
+            raise
+        self.end_run(run, None)
+
+
+async def _aclose(inner: Any) -> None:
+    close = getattr(inner, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# -- sites: what a probe knows about its place in the graph -----------------------------
+
+
+@dataclass
+class GraphSites:
+    """Static facts about one (sub)graph, shared by its probes."""
+
+    recorder: Recorder
+    prefix: str
+    nodes: frozenset[str]
+    """The graph's raw node names."""
+
+    def qualify(self, raw: str) -> str:
+        if raw == lg.END:
+            return self.prefix + sc.END if self.prefix else sc.END
+        if raw == lg.START:
+            return self.prefix + sc.START if self.prefix else sc.START
+        return self.prefix + raw
+
+    def route(
+        self, run: _Run | None, source: str, dest: Any, kind: str, now: int
+    ) -> tuple[str, bool]:
+        """Open a handoff from ``source`` to one destination; return (target, valid)."""
+        rec = self.recorder
+        if isinstance(dest, lg.Send):
+            raw, kind, arg = dest.node, "send", dest.arg
+            valid = raw in self.nodes
+        else:
+            raw, arg = dest, None
+            valid = isinstance(raw, str) and (raw in self.nodes or raw == lg.END)
+        if not valid:
+            event = HandoffOutcome(
+                graph=rec.graph,
+                source=source,
+                target=sc.UNKNOWN_TARGET,
+                kind=kind,  # type: ignore[arg-type]
+                ok=False,
+                start_ns=now,
+                end_ns=now,
+                error_type=sc.ERROR_INVALID_ROUTE,
+                run_id=run.run_id if run is not None else 0,
+            )
+            rec.emit(event)
+            rec.failed(run, event)
+            return sc.UNKNOWN_TARGET, False
+        target = self.qualify(raw)
+        if raw == lg.END:
+            rec.emit(
+                HandoffOutcome(
+                    graph=rec.graph,
+                    source=source,
+                    target=target,
+                    kind=kind,  # type: ignore[arg-type]
+                    ok=True,
+                    start_ns=now,
+                    end_ns=now,
+                    run_id=run.run_id if run is not None else 0,
+                )
+            )
+        elif run is not None:
+            run.open(target, _Pending(source, kind, now, arg))
+        return target, True
+
+
+@dataclass
+class NodeSite:
+    """One node: its name, contracts, outgoing static edges and retry policies."""
+
+    graph: GraphSites
+    name: str
+    raw: str
+    static_targets: tuple[tuple[str, str], ...] = ()
+    requires: Check | None = None
+    ensures: Check | None = None
+    edge_checks: Mapping[str, Check] = field(default_factory=dict)
+    policies: tuple[Any, ...] = ()
+
+
+class _Call:
+    __slots__ = ("attempt", "run", "span", "start_ns", "step", "token")
+
+    def __init__(self, run: _Run | None, start_ns: int, attempt: int, step: int | None) -> None:
+        self.run = run
+        self.start_ns = start_ns
+        self.attempt = attempt
+        self.step = step
+        self.span: Any = None
+        self.token: Any = None
+
+
+def _violation_error(
+    v: Violation, *, where: str, node: str, source: str | None
+) -> ContractViolation:
+    err = ContractViolation(
+        contract=v.contract,
+        where=where,
+        node=node,
+        source=source,
+        fields=v.fields,
+        error_types=v.error_types,
+    )
+    return err
+
+
+class NodeProbe(Runnable[Any, Any]):
+    """Wraps a node's runnable: counts the attempt, checks contracts, opens its handoffs."""
+
+    def __init__(self, inner: Runnable[Any, Any], site: NodeSite) -> None:
+        self.inner = inner
+        self.site = site
+        self.name = getattr(inner, "name", None)
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        return self.inner.get_name(suffix, name=name)
+
+    # -- begin: the handoffs into this node are delivered ------------------------------
+
+    def _begin(self, input: Any, config: Any) -> _Call | None:
+        try:
+            return self._begin_unguarded(input, config)
+        except ContractViolation:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.site.graph.recorder.internal_error(f"node {self.site.name}", exc)
+            return None
+
+    def _begin_unguarded(self, input: Any, config: Any) -> _Call:
+        site = self.site
+        rec = site.graph.recorder
+        run = _CURRENT_RUN.get()
+        now = _time_ns()
+        call = _Call(run, now, lg.attempt_of(config), lg.step_of(config))
+        delivered = run.deliver(site.name, lg.is_push(config), input) if run is not None else ()
+        if call.attempt > 1:
+            delivered = ()  # delivered on the first attempt already
+        if rec.live:
+            call.span, call.token = rec.spans.node_start(site.name, now)
+        violation: ContractViolation | None = None
+        requires = site.requires.__call__(input) if site.requires is not None else None
+        for pending in delivered:
+            broken = requires
+            edge = site.edge_checks.get(pending.source)
+            if broken is None and edge is not None:
+                broken = edge(input)
+            event = HandoffOutcome(
+                graph=rec.graph,
+                source=pending.source,
+                target=site.name,
+                kind=pending.kind,  # type: ignore[arg-type]
+                ok=broken is None,
+                start_ns=pending.start_ns,
+                end_ns=now,
+                error_type=None if broken is None else sc.ERROR_CONTRACT,
+                contract=None if broken is None else broken.contract,
+                fields=() if broken is None else broken.fields,
+                run_id=run.run_id if run is not None else 0,
+                captured=None
+                if broken is None or rec.capture is None
+                else rec.capture.render(input),
+            )
+            rec.emit(event)
+            if broken is None:
+                if call.span is not None:
+                    rec.spans.handoff_ok(event, call.span)
+            else:
+                rec.failed(run, event)
+                if violation is None:
+                    violation = _violation_error(
+                        broken, where="handoff", node=site.name, source=pending.source
+                    )
+        if requires is not None and not delivered and call.attempt == 1:
+            # The state broke `requires` but no handoff was traced here (a resumed run)
+            event = HandoffOutcome(
+                graph=rec.graph,
+                source=sc.UNKNOWN_TARGET,
+                target=site.name,
+                kind="edge",
+                ok=False,
+                start_ns=now,
+                end_ns=now,
+                error_type=sc.ERROR_CONTRACT,
+                contract=requires.contract,
+                fields=requires.fields,
+                run_id=run.run_id if run is not None else 0,
+            )
+            rec.emit(event)
+            rec.failed(run, event)
+            violation = _violation_error(requires, where="requires", node=site.name, source=None)
+        if violation is not None and rec.raise_on_violation:
+            if call.span is not None:
+                rec.spans.node_end(call.span, call.token, None, _time_ns())
+            raise violation
+        return call
+
+    # -- end: the attempt's outcome and the handoffs out of this node ---------------------
+
+    def _fail(self, call: _Call | None, exc: BaseException, config: Any) -> None:
+        if call is None:
+            return
+        try:
+            self._fail_unguarded(call, exc, config)
+        except Exception as inner:  # noqa: BLE001
+            self.site.graph.recorder.internal_error(f"node {self.site.name}", inner)
+
+    def _fail_unguarded(self, call: _Call, exc: BaseException, config: Any) -> None:
+        site = self.site
+        rec = site.graph.recorder
+        end = _time_ns()
+        if isinstance(exc, lg.ParentCommand):
+            # A subgraph (or the node) handed control to an ancestor graph: the node succeeded.
+            if lg.parent_command_targets_this_graph(exc, config, site.raw):
+                self._succeeded(call, end, None)
+                self._open_commands([exc.args[0]], call.run, end)
+            else:
+                self._succeeded(call, end, None)
+            return
+        if isinstance(exc, lg.GraphBubbleUp) or not isinstance(exc, Exception):
+            # interrupts and cancellation are control flow, not failures
+            if call.run is not None and isinstance(exc, lg.GraphBubbleUp):
+                call.run.interrupted = True
+            if call.span is not None:
+                rec.spans.node_end(call.span, call.token, None, end)
+            return
+        final = not lg.will_retry(site.policies, exc, call.attempt)
+        event = NodeOutcome(
+            graph=rec.graph,
+            node=site.name,
+            ok=False,
+            attempt=call.attempt,
+            final=final,
+            start_ns=call.start_ns,
+            end_ns=end,
+            step=call.step,
+            error_type=rec.error_type(exc),
+            fault=bool(getattr(exc, "__coordgap_fault__", False)),
+            run_id=call.run.run_id if call.run is not None else 0,
+        )
+        self._finish_event(call, event, end)
+
+    def _finish(self, call: _Call | None, output: Any, config: Any) -> None:
+        if call is None:
+            return
+        try:
+            self._finish_unguarded(call, output)
+        except ContractViolation:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.site.graph.recorder.internal_error(f"node {self.site.name}", exc)
+
+    def _finish_unguarded(self, call: _Call, output: Any) -> None:
+        site = self.site
+        end = _time_ns()
+        broken = site.ensures(update_of(output)) if site.ensures is not None else None
+        self._succeeded(call, end, broken)
+        run = call.run
+        for target, kind in site.static_targets:
+            site.graph.route(run, site.name, target, kind, end)
+        commands = list(lg.command_gotos(output))
+        if commands:
+            self._open_commands(commands, run, end)
+        elif isinstance(output, lg.Send):
+            site.graph.route(run, site.name, output, "send", end)
+        if broken is not None and site.graph.recorder.raise_on_violation:
+            raise _violation_error(broken, where="ensures", node=site.name, source=None)
+
+    def _succeeded(self, call: _Call, end: int, broken: Violation | None) -> None:
+        site = self.site
+        rec = site.graph.recorder
+        event = NodeOutcome(
+            graph=rec.graph,
+            node=site.name,
+            ok=broken is None,
+            attempt=call.attempt,
+            final=True,
+            start_ns=call.start_ns,
+            end_ns=end,
+            step=call.step,
+            error_type=None if broken is None else sc.ERROR_CONTRACT,
+            contract=None if broken is None else broken.contract,
+            fields=() if broken is None else broken.fields,
+            run_id=call.run.run_id if call.run is not None else 0,
+        )
+        self._finish_event(call, event, end)
+
+    def _finish_event(self, call: _Call, event: NodeOutcome, end: int) -> None:
+        rec = self.site.graph.recorder
+        rec.emit(event)
+        rec.record_duration(event.node, event.ok, (end - call.start_ns) / 1e9)
+        if not event.ok:
+            if event.final:
+                rec.failed(call.run, event)
+            elif rec.spans is not None and not rec.live:
+                rec.spans.failure(call.run, event)
+        if call.span is not None:
+            rec.spans.node_end(call.span, call.token, event, end)
+            call.span = None
+
+    def _open_commands(self, commands: Sequence[Any], run: _Run | None, now: int) -> None:
+        site = self.site
+        for cmd in commands:
+            if cmd.graph is not None and cmd.graph != getattr(lg.Command, "PARENT", "__parent__"):
+                continue
+            if cmd.graph is not None:
+                continue  # Command.PARENT: the parent graph records it
+            for dest in lg.goto_list(cmd):
+                site.graph.route(run, site.name, dest, "command", now)
+
+    # -- the Runnable interface: exactly the inner call in between -------------------------
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        call = self._begin(input, config)
+        try:
+            output = self.inner.invoke(input, config, **kwargs)
+        except BaseException as exc:
+            self._fail(call, exc, config)
+            raise
+        self._finish(call, output, config)
+        return output
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        call = self._begin(input, config)
+        try:
+            output = await self.inner.ainvoke(input, config, **kwargs)
+        except BaseException as exc:
+            self._fail(call, exc, config)
+            raise
+        self._finish(call, output, config)
+        return output
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        call = self._begin(input, config)
+        final: Any = None
+        started = False
+        try:
+            for chunk in self.inner.stream(input, config, **kwargs):
+                final = _accumulate(final, chunk, started)
+                started = True
+                yield chunk
+        except BaseException as exc:
+            self._fail(call, exc, config)
+            raise
+        self._finish(call, final, config)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        call = self._begin(input, config)
+        final: Any = None
+        started = False
+        try:
+            async for chunk in self.inner.astream(input, config, **kwargs):
+                final = _accumulate(final, chunk, started)
+                started = True
+                yield chunk
+        except BaseException as exc:
+            self._fail(call, exc, config)
+            raise
+        self._finish(call, final, config)
+
+    def __repr__(self) -> str:
+        return f"NodeProbe({self.site.name!r}, {self.inner!r})"
+
+
+def _accumulate(final: Any, chunk: Any, started: bool) -> Any:
+    if not started:
+        return chunk
+    try:
+        return final + chunk
+    except Exception:  # noqa: BLE001 - not addable: the last chunk is the output
+        return chunk
+
+
+class StartProbe(Runnable[Any, Any]):
+    """Wraps the entry's first writer: opens the START handoffs of a fresh run."""
+
+    def __init__(self, inner: Runnable[Any, Any], graph: GraphSites, targets: tuple[str, ...]) -> None:
+        self.inner = inner
+        self.graph = graph
+        self.targets = targets
+        self.source = graph.qualify(lg.START)
+
+    def _open(self) -> None:
+        try:
+            run = _CURRENT_RUN.get()
+            now = _time_ns()
+            for target in self.targets:
+                self.graph.route(run, self.source, target, "edge", now)
+        except Exception as exc:  # noqa: BLE001
+            self.graph.recorder.internal_error("entry", exc)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        self._open()
+        return self.inner.invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        self._open()
+        return await self.inner.ainvoke(input, config, **kwargs)
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        self._open()
+        yield from self.inner.stream(input, config, **kwargs)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        self._open()
+        async for chunk in self.inner.astream(input, config, **kwargs):
+            yield chunk
+
+    def transform(self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        self._open()
+        yield from self.inner.transform(input, config, **kwargs)
+
+    async def atransform(
+        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        self._open()
+        async for chunk in self.inner.atransform(input, config, **kwargs):
+            yield chunk
+
+
+class RouterProbe(Runnable[Any, Any]):
+    """Wraps a router's path function: counts the decision and opens its handoffs."""
+
+    def __init__(
+        self,
+        inner: Runnable[Any, Any],
+        graph: GraphSites,
+        router: str,
+        source: str,
+        ends: Mapping[Any, str] | None,
+    ) -> None:
+        self.inner = inner
+        self.graph = graph
+        self.router = router
+        self.source = source
+        self.ends = ends
+        self.name = getattr(inner, "name", None)
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        return self.inner.get_name(suffix, name=name)
+
+    def _failed(self, exc: BaseException, start: int) -> None:
+        if isinstance(exc, lg.GraphBubbleUp) or not isinstance(exc, Exception):
+            return
+        try:
+            rec = self.graph.recorder
+            run = _CURRENT_RUN.get()
+            now = _time_ns()
+            error_type = rec.error_type(exc)
+            event = RouterOutcome(
+                graph=rec.graph,
+                router=self.router,
+                source=self.source,
+                ok=False,
+                targets=(),
+                start_ns=start,
+                end_ns=now,
+                error_type=error_type,
+                fault=bool(getattr(exc, "__coordgap_fault__", False)),
+                run_id=run.run_id if run is not None else 0,
+            )
+            rec.emit(event)
+            rec.failed(run, event)
+            handoff = HandoffOutcome(
+                graph=rec.graph,
+                source=self.source,
+                target=sc.UNKNOWN_TARGET,
+                kind="conditional",
+                ok=False,
+                start_ns=start,
+                end_ns=now,
+                error_type=error_type,
+                fault=event.fault,
+                run_id=event.run_id,
+            )
+            rec.emit(handoff)
+            rec.failed(run, handoff)
+        except Exception as inner:  # noqa: BLE001
+            self.graph.recorder.internal_error(f"router {self.router}", inner)
+
+    def _routed(self, result: Any, start: int) -> None:
+        try:
+            rec = self.graph.recorder
+            run = _CURRENT_RUN.get()
+            now = _time_ns()
+            results = result if isinstance(result, (list, tuple)) else [result]
+            targets: list[str] = []
+            ok = True
+            for item in results:
+                dest = item
+                if self.ends is not None and not isinstance(item, lg.Send):
+                    try:
+                        dest = self.ends[item]
+                    except (KeyError, TypeError):
+                        dest = None  # LangGraph raises KeyError here
+                if dest is None or dest == lg.START:
+                    target, valid = self.graph.route(run, self.source, object(), "conditional", now)
+                else:
+                    target, valid = self.graph.route(run, self.source, dest, "conditional", now)
+                ok = ok and valid
+                targets.append(target)
+            event = RouterOutcome(
+                graph=rec.graph,
+                router=self.router,
+                source=self.source,
+                ok=ok,
+                targets=tuple(targets),
+                start_ns=start,
+                end_ns=now,
+                error_type=None if ok else sc.ERROR_INVALID_ROUTE,
+                run_id=run.run_id if run is not None else 0,
+            )
+            rec.emit(event)
+            if not ok:
+                rec.failed(run, event)
+        except Exception as exc:  # noqa: BLE001
+            self.graph.recorder.internal_error(f"router {self.router}", exc)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        start = _time_ns()
+        try:
+            result = self.inner.invoke(input, config, **kwargs)
+        except BaseException as exc:
+            self._failed(exc, start)
+            raise
+        self._routed(result, start)
+        return result
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        start = _time_ns()
+        try:
+            result = await self.inner.ainvoke(input, config, **kwargs)
+        except BaseException as exc:
+            self._failed(exc, start)
+            raise
+        self._routed(result, start)
+        return result
+
+    def __repr__(self) -> str:
+        return f"RouterProbe({self.router!r}, {self.inner!r})"

@@ -1,0 +1,385 @@
+"""The ledger: in-process, thread-safe tally of every outcome; the single source of truth.
+
+Memory is constant in the number of runs: it holds one row of counters per
+component (node, handoff, router) and per error type, never per run. One lock
+guards the counters; it is held for a few dictionary updates per event, so
+many threads and asyncio tasks can record without contention mattering.
+
+Usage::
+
+    app = coordgap.instrument(builder)
+    app.invoke({...})
+    snap = coordgap.ledger(app).snapshot()
+    snap.nodes["analyze"].executions
+    snap.handoffs[("retrieve", "analyze")].failures
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .events import Event, HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
+from .topology import Topology
+
+__all__ = ["HandoffStats", "Ledger", "LedgerSnapshot", "NodeStats", "RouterStats", "RunStats"]
+
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    """Counts for one node. An execution is final (after retries); an attempt is one call."""
+
+    executions: int = 0
+    failures: int = 0
+    attempts: int = 0
+    attempt_failures: int = 0
+    first_attempt_ok: int = 0
+    contract_failures: int = 0
+    faults: int = 0
+    duration_s: float = 0.0
+    """Sum of attempt durations, seconds."""
+    error_types: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def successes(self) -> int:
+        """Executions that ended ok (after retries)."""
+        return self.executions - self.failures
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffStats:
+    """Counts for one (source, target) pair, with the kinds of edge it was seen as."""
+
+    source: str
+    target: str
+    transfers: int = 0
+    failures: int = 0
+    contract_failures: int = 0
+    faults: int = 0
+    kinds: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    """Transfers per kind of edge (edge, join, conditional, command, send)."""
+    kind_failures: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    """Failed transfers per kind of edge."""
+    error_types: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def successes(self) -> int:
+        """Transfers that succeeded."""
+        return self.transfers - self.failures
+
+
+@dataclass(frozen=True, slots=True)
+class RouterStats:
+    """Counts for one router: decisions, failures (raised or invalid), chosen targets."""
+
+    router: str
+    source: str
+    decisions: int = 0
+    failures: int = 0
+    faults: int = 0
+    targets: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    error_types: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def successes(self) -> int:
+        """Decisions that produced a valid route."""
+        return self.decisions - self.failures
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """Counts of runs. ``clean`` runs finished ok with no failed component."""
+
+    runs: int = 0
+    ok: int = 0
+    error: int = 0
+    interrupted: int = 0
+    clean: int = 0
+    duration_s: float = 0.0
+    error_types: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def finished(self) -> int:
+        """Runs that ran to the end (ok or error); interrupted runs are paused, not finished."""
+        return self.ok + self.error
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSnapshot:
+    """An immutable copy of a ledger at one moment; the input of every report."""
+
+    graph: str
+    nodes: Mapping[str, NodeStats]
+    handoffs: Mapping[tuple[str, str], HandoffStats]
+    routers: Mapping[str, RouterStats]
+    runs: RunStats
+    topology: Topology | None = None
+    internal_errors: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        """Return a JSON-ready dict (the counts, the topology)."""
+        return {
+            "graph": self.graph,
+            "nodes": {k: _stats_dict(v) for k, v in self.nodes.items()},
+            "handoffs": [_stats_dict(v) for v in self.handoffs.values()],
+            "routers": {k: _stats_dict(v) for k, v in self.routers.items()},
+            "runs": _stats_dict(self.runs),
+            "topology": None if self.topology is None else self.topology.to_dict(),
+            "internal_errors": self.internal_errors,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> LedgerSnapshot:
+        """Rebuild a snapshot from :meth:`to_dict` output."""
+        nodes = {k: NodeStats(**_frozen(v)) for k, v in data["nodes"].items()}  # type: ignore[attr-defined]
+        handoffs = {}
+        for v in data["handoffs"]:  # type: ignore[attr-defined]
+            h = HandoffStats(**_frozen(v))
+            handoffs[(h.source, h.target)] = h
+        routers = {k: RouterStats(**_frozen(v)) for k, v in data["routers"].items()}  # type: ignore[attr-defined]
+        topo = data.get("topology")
+        return cls(
+            graph=str(data["graph"]),
+            nodes=MappingProxyType(nodes),
+            handoffs=MappingProxyType(handoffs),
+            routers=MappingProxyType(routers),
+            runs=RunStats(**_frozen(data["runs"])),  # type: ignore[arg-type]
+            topology=None if topo is None else Topology.from_dict(topo),  # type: ignore[arg-type]
+            internal_errors=int(data.get("internal_errors", 0)),  # type: ignore[call-overload]
+        )
+
+
+def _stats_dict(stats: object) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name in stats.__slots__:  # type: ignore[attr-defined]
+        value = getattr(stats, name)
+        out[name] = dict(value) if isinstance(value, Mapping) else value
+    return out
+
+
+def _frozen(data: Mapping[str, object]) -> dict[str, object]:
+    return {k: MappingProxyType(dict(v)) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+class _Row:
+    """Mutable counters for one component; only touched under the ledger's lock."""
+
+    __slots__ = ("counts", "error_types", "failed_labels", "labels", "seconds")
+
+    def __init__(self, size: int) -> None:
+        self.counts = [0] * size
+        self.seconds = 0.0
+        self.error_types: dict[str, int] = {}
+        self.labels: dict[str, int] = {}
+        self.failed_labels: dict[str, int] = {}
+
+
+# Indexes into _Row.counts, per component type.
+_N_EXEC, _N_FAIL, _N_ATT, _N_ATT_FAIL, _N_FIRST_OK, _N_CONTRACT, _N_FAULT = range(7)
+_H_TRANSFERS, _H_FAIL, _H_CONTRACT, _H_FAULT = range(4)
+_R_DECISIONS, _R_FAIL, _R_FAULT = range(3)
+_RUN_RUNS, _RUN_OK, _RUN_ERROR, _RUN_INTERRUPTED, _RUN_CLEAN = range(5)
+
+_LEDGERS: weakref.WeakSet[Ledger] = weakref.WeakSet()
+
+
+class Ledger:
+    """Thread-safe aggregate of outcomes for one instrumented graph.
+
+    ``record`` is the sink the interceptors feed; ``snapshot`` returns an
+    immutable :class:`LedgerSnapshot`; ``reset`` zeroes every count (the
+    topology stays).
+    """
+
+    def __init__(self, graph: str, topology: Topology | None = None) -> None:
+        self.graph = graph
+        self.topology = topology
+        self._lock = threading.Lock()
+        self._clear()
+        _LEDGERS.add(self)
+
+    def _clear(self) -> None:
+        self._nodes: dict[str, _Row] = {}
+        self._handoffs: dict[tuple[str, str], _Row] = {}
+        self._routers: dict[str, _Row] = {}
+        self._router_sources: dict[str, str] = {}
+        self._runs = _Row(5)
+        self._internal_errors = 0
+
+    def __call__(self, event: Event) -> None:
+        """Record one event (the ledger is itself a sink)."""
+        self.record(event)
+
+    def record(self, event: Event) -> None:
+        """Add one event to the counts."""
+        with self._lock:
+            if type(event) is NodeOutcome:
+                row = self._nodes.get(event.node)
+                if row is None:
+                    row = self._nodes[event.node] = _Row(7)
+                c = row.counts
+                c[_N_ATT] += 1
+                row.seconds += (event.end_ns - event.start_ns) / 1e9
+                if not event.ok:
+                    c[_N_ATT_FAIL] += 1
+                    if event.error_type is not None:
+                        row.error_types[event.error_type] = (
+                            row.error_types.get(event.error_type, 0) + 1
+                        )
+                    if event.fault:
+                        c[_N_FAULT] += 1
+                if event.final:
+                    c[_N_EXEC] += 1
+                    if event.ok:
+                        if event.attempt == 1:
+                            c[_N_FIRST_OK] += 1
+                    else:
+                        c[_N_FAIL] += 1
+                        if event.contract is not None:
+                            c[_N_CONTRACT] += 1
+            elif type(event) is HandoffOutcome:
+                key = (event.source, event.target)
+                row = self._handoffs.get(key)
+                if row is None:
+                    row = self._handoffs[key] = _Row(4)
+                c = row.counts
+                c[_H_TRANSFERS] += 1
+                row.labels[event.kind] = row.labels.get(event.kind, 0) + 1
+                if not event.ok:
+                    c[_H_FAIL] += 1
+                    row.failed_labels[event.kind] = row.failed_labels.get(event.kind, 0) + 1
+                    if event.contract is not None:
+                        c[_H_CONTRACT] += 1
+                    if event.fault:
+                        c[_H_FAULT] += 1
+                    if event.error_type is not None:
+                        row.error_types[event.error_type] = (
+                            row.error_types.get(event.error_type, 0) + 1
+                        )
+            elif type(event) is RouterOutcome:
+                row = self._routers.get(event.router)
+                if row is None:
+                    row = self._routers[event.router] = _Row(3)
+                    self._router_sources[event.router] = event.source
+                c = row.counts
+                c[_R_DECISIONS] += 1
+                for target in event.targets:
+                    row.labels[target] = row.labels.get(target, 0) + 1
+                if not event.ok:
+                    c[_R_FAIL] += 1
+                    if event.fault:
+                        c[_R_FAULT] += 1
+                    if event.error_type is not None:
+                        row.error_types[event.error_type] = (
+                            row.error_types.get(event.error_type, 0) + 1
+                        )
+            elif type(event) is RunOutcome:
+                row = self._runs
+                c = row.counts
+                c[_RUN_RUNS] += 1
+                row.seconds += (event.end_ns - event.start_ns) / 1e9
+                if event.status == "ok":
+                    c[_RUN_OK] += 1
+                elif event.status == "error":
+                    c[_RUN_ERROR] += 1
+                    if event.error_type is not None:
+                        row.error_types[event.error_type] = (
+                            row.error_types.get(event.error_type, 0) + 1
+                        )
+                else:
+                    c[_RUN_INTERRUPTED] += 1
+                if event.clean:
+                    c[_RUN_CLEAN] += 1
+
+    def count_internal_error(self) -> None:
+        """Count one error inside coordgap (swallowed so the graph ran on)."""
+        with self._lock:
+            self._internal_errors += 1
+
+    def snapshot(self) -> LedgerSnapshot:
+        """Return an immutable, consistent copy of every count."""
+        with self._lock:
+            nodes = {
+                name: NodeStats(
+                    executions=r.counts[_N_EXEC],
+                    failures=r.counts[_N_FAIL],
+                    attempts=r.counts[_N_ATT],
+                    attempt_failures=r.counts[_N_ATT_FAIL],
+                    first_attempt_ok=r.counts[_N_FIRST_OK],
+                    contract_failures=r.counts[_N_CONTRACT],
+                    faults=r.counts[_N_FAULT],
+                    duration_s=r.seconds,
+                    error_types=MappingProxyType(dict(r.error_types)),
+                )
+                for name, r in self._nodes.items()
+            }
+            handoffs = {
+                key: HandoffStats(
+                    source=key[0],
+                    target=key[1],
+                    transfers=r.counts[_H_TRANSFERS],
+                    failures=r.counts[_H_FAIL],
+                    contract_failures=r.counts[_H_CONTRACT],
+                    faults=r.counts[_H_FAULT],
+                    kinds=MappingProxyType(dict(r.labels)),
+                    kind_failures=MappingProxyType(dict(r.failed_labels)),
+                    error_types=MappingProxyType(dict(r.error_types)),
+                )
+                for key, r in self._handoffs.items()
+            }
+            routers = {
+                name: RouterStats(
+                    router=name,
+                    source=self._router_sources[name],
+                    decisions=r.counts[_R_DECISIONS],
+                    failures=r.counts[_R_FAIL],
+                    faults=r.counts[_R_FAULT],
+                    targets=MappingProxyType(dict(r.labels)),
+                    error_types=MappingProxyType(dict(r.error_types)),
+                )
+                for name, r in self._routers.items()
+            }
+            rc = self._runs.counts
+            runs = RunStats(
+                runs=rc[_RUN_RUNS],
+                ok=rc[_RUN_OK],
+                error=rc[_RUN_ERROR],
+                interrupted=rc[_RUN_INTERRUPTED],
+                clean=rc[_RUN_CLEAN],
+                duration_s=self._runs.seconds,
+                error_types=MappingProxyType(dict(self._runs.error_types)),
+            )
+            internal = self._internal_errors
+        return LedgerSnapshot(
+            graph=self.graph,
+            nodes=MappingProxyType(nodes),
+            handoffs=MappingProxyType(handoffs),
+            routers=MappingProxyType(routers),
+            runs=runs,
+            topology=self.topology,
+            internal_errors=internal,
+        )
+
+    def reset(self) -> None:
+        """Zero every count; the topology is kept."""
+        with self._lock:
+            self._clear()
+
+    def __repr__(self) -> str:
+        return f"<coordgap.Ledger graph={self.graph!r}>"
+
+
+def _reinit_locks_after_fork() -> None:
+    # A lock held by another thread at fork time would stay locked forever in the child.
+    for ledger in list(_LEDGERS):
+        ledger._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_locks_after_fork)

@@ -1,0 +1,158 @@
+"""Every name coordgap puts on the wire: spans, attributes, metrics, units, env vars.
+
+A change of convention is one edit here. Attribute values are bounded: node
+names that exist in the graph, exception class names, contract names and the
+fixed vocabularies below, never free text taken from the graph's state.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- instrumentation scope ---------------------------------------------------------
+
+SCOPE_NAME: Final = "coordgap"
+"""Name of the OpenTelemetry tracer and meter coordgap creates."""
+
+# -- span names --------------------------------------------------------------------
+
+SPAN_RUN: Final = "coordgap.run"
+"""One span per run (one invoke/stream of the graph)."""
+
+SPAN_NODE: Final = "coordgap.node"
+"""One span per node execution attempt, child of the run span."""
+
+SPAN_HANDOFF: Final = "coordgap.handoff"
+"""A failed handoff (always a span); a successful one is an event on the target's node span."""
+
+SPAN_ROUTER: Final = "coordgap.router"
+"""A router (conditional-edge path function) that raised or chose an invalid route."""
+
+EVENT_HANDOFF: Final = "coordgap.handoff"
+"""Span event on the target node's span for a handoff that succeeded (spans="all")."""
+
+# -- attribute keys ----------------------------------------------------------------
+
+ATTR_GRAPH: Final = "coordgap.graph"
+"""The graph's name as given to instrument(name=...) or the compiled graph's name."""
+
+ATTR_NODE: Final = "coordgap.node"
+"""A node name, namespaced by subgraph with '/' (``outer/inner``)."""
+
+ATTR_STEP: Final = "coordgap.step"
+"""LangGraph's superstep number of a node execution."""
+
+ATTR_ATTEMPT: Final = "coordgap.attempt"
+"""Attempt number of a node execution under a RetryPolicy (1-based)."""
+
+ATTR_SOURCE: Final = "coordgap.handoff.source"
+"""Handoff source: a node name or ``__start__``."""
+
+ATTR_TARGET: Final = "coordgap.handoff.target"
+"""Handoff target: a node name, ``__end__``, or ``__unknown__`` for an invalid route."""
+
+ATTR_HANDOFF_KIND: Final = "coordgap.handoff.kind"
+"""One of: edge, join, conditional, command, send."""
+
+ATTR_ROUTER: Final = "coordgap.router"
+"""A router's name (its path function's name)."""
+
+ATTR_OUTCOME: Final = "coordgap.outcome"
+"""ok or error for components; ok, error or interrupted for runs."""
+
+ATTR_CONTRACT: Final = "coordgap.contract"
+"""Name of the contract that was broken."""
+
+ATTR_CONTRACT_FIELDS: Final = "coordgap.contract.fields"
+"""Field paths that broke the contract (paths only, never values)."""
+
+ATTR_FAULT: Final = "coordgap.fault"
+"""True when the failure was injected by coordgap.faults, never set on real failures."""
+
+ATTR_FIRST_ATTEMPT: Final = "coordgap.first_attempt"
+"""For node metrics: whether the execution succeeded on its first attempt."""
+
+ATTR_ERROR_TYPE: Final = "error.type"
+"""OpenTelemetry's standard attribute: the exception class name or a coordgap failure class."""
+
+ATTR_CAPTURED_INPUT: Final = "coordgap.captured.input"
+"""State captured on a failure, only with instrument(capture_values=...)."""
+
+# -- metric names and units ---------------------------------------------------------
+
+METRIC_NODE_EXECUTIONS: Final = "coordgap.node.executions"
+"""Counter: node executions by outcome (after retries)."""
+
+METRIC_NODE_ATTEMPTS: Final = "coordgap.node.attempts"
+"""Counter: node attempts by outcome (each retry is an attempt)."""
+
+METRIC_NODE_DURATION: Final = "coordgap.node.duration"
+"""Histogram: node attempt duration."""
+
+METRIC_HANDOFF_TRANSFERS: Final = "coordgap.handoff.transfers"
+"""Counter: handoffs by source, target, kind and outcome."""
+
+METRIC_ROUTER_DECISIONS: Final = "coordgap.router.decisions"
+"""Counter: router decisions by router, target and outcome."""
+
+METRIC_RUN_COMPLETIONS: Final = "coordgap.run.completions"
+"""Counter: runs by outcome (ok, error, interrupted)."""
+
+METRIC_RUN_CLEAN: Final = "coordgap.run.clean"
+"""Counter: finished runs in which no component failed."""
+
+METRIC_INTERNAL_ERRORS: Final = "coordgap.internal.errors"
+"""Counter: errors inside coordgap itself, swallowed so the graph runs on."""
+
+METRIC_RELIABILITY: Final = "coordgap.reliability"
+"""Gauge: reliability per component (node, handoff, router)."""
+
+METRIC_END_TO_END: Final = "coordgap.end_to_end"
+"""Gauge: end to end reliability, attribute coordgap.estimate = predicted | observed | naive."""
+
+METRIC_GAP: Final = "coordgap.gap"
+"""Gauge: the coordination gap (naive - predicted)."""
+
+ATTR_COMPONENT: Final = "coordgap.component"
+"""For the reliability gauge: node, handoff or router."""
+
+ATTR_ESTIMATE: Final = "coordgap.estimate"
+"""For the end to end gauge: predicted, observed or naive."""
+
+UNIT_COUNT: Final = "{count}"
+UNIT_SECONDS: Final = "s"
+UNIT_RATIO: Final = "1"
+
+# -- fixed vocabularies ---------------------------------------------------------------
+
+START: Final = "__start__"
+"""Handoff source for the graph's entry (LangGraph's START)."""
+
+END: Final = "__end__"
+"""Handoff target for the graph's exit (LangGraph's END)."""
+
+UNKNOWN_TARGET: Final = "__unknown__"
+"""Target of a route that names no node: the name itself is never exported."""
+
+OTHER_ERROR_TYPE: Final = "other"
+"""error.type once the cap on distinct error types is reached."""
+
+ERROR_CONTRACT: Final = "ContractViolation"
+"""error.type of a broken contract."""
+
+ERROR_INVALID_ROUTE: Final = "InvalidRoute"
+"""error.type of a route to a node that does not exist (LangGraph ignores it silently)."""
+
+ERROR_UNDELIVERED: Final = "Undelivered"
+"""error.type of a handoff whose target never started although the run finished."""
+
+KINDS: Final = ("edge", "join", "conditional", "command", "send")
+"""The handoff kinds."""
+
+# -- environment variables ------------------------------------------------------------
+
+ENV_SPANS: Final = "COORDGAP_SPANS"
+"""Default span mode when instrument(spans=None): all, failures or off."""
+
+ENV_DISABLED: Final = "COORDGAP_DISABLED"
+"""When set to 1/true, instrument() returns the graph compiled but not instrumented."""

@@ -1,0 +1,87 @@
+"""The declared shape of a graph: nodes, static edges, joins, routers, Command destinations.
+
+Pure data, extracted once at instrument() time (see ``_compat.topology_of``),
+so the report and coverage can compare what was declared with what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["DeclaredHandoff", "DeclaredRouter", "Topology"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredHandoff:
+    """An edge the builder declares: ``kind`` is edge, join, conditional or command."""
+
+    source: str
+    target: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredRouter:
+    """A conditional edge: its path function's name, its source, and its path map targets.
+
+    ``targets`` is None when the router has no path map (it may return any node).
+    """
+
+    name: str
+    source: str
+    targets: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """The declared graph; node names are namespaced by subgraph (``outer/inner``)."""
+
+    graph: str
+    nodes: tuple[str, ...]
+    handoffs: tuple[DeclaredHandoff, ...] = ()
+    routers: tuple[DeclaredRouter, ...] = ()
+    subgraphs: tuple[str, ...] = ()
+    """Nodes that are compiled subgraphs; their inner nodes are listed in ``nodes``."""
+    entry: tuple[str, ...] = field(default=())
+    """Targets reachable directly from START."""
+
+    def successors(self) -> Mapping[str, tuple[str, ...]]:
+        """Return every declared target per source (edges, joins, router targets, commands)."""
+        out: dict[str, list[str]] = {}
+        for h in self.handoffs:
+            out.setdefault(h.source, [])
+            if h.target not in out[h.source]:
+                out[h.source].append(h.target)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def to_dict(self) -> dict[str, object]:
+        """Return a JSON-ready dict."""
+        return {
+            "graph": self.graph,
+            "nodes": list(self.nodes),
+            "handoffs": [[h.source, h.target, h.kind] for h in self.handoffs],
+            "routers": [
+                [r.name, r.source, None if r.targets is None else list(r.targets)]
+                for r in self.routers
+            ],
+            "subgraphs": list(self.subgraphs),
+            "entry": list(self.entry),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Topology:
+        """Rebuild a Topology from :meth:`to_dict` output."""
+        handoffs = tuple(DeclaredHandoff(*h) for h in data.get("handoffs", ()))  # type: ignore[attr-defined]
+        routers = tuple(
+            DeclaredRouter(r[0], r[1], None if r[2] is None else tuple(r[2]))
+            for r in data.get("routers", ())  # type: ignore[attr-defined]
+        )
+        return cls(
+            graph=str(data["graph"]),
+            nodes=tuple(data.get("nodes", ())),  # type: ignore[arg-type]
+            handoffs=handoffs,
+            routers=routers,
+            subgraphs=tuple(data.get("subgraphs", ())),  # type: ignore[arg-type]
+            entry=tuple(data.get("entry", ())),  # type: ignore[arg-type]
+        )

@@ -436,8 +436,11 @@ class NodeSite:
     policies: tuple[Any, ...] = ()
 
 
+_UNCHANGED: Any = object()
+
+
 class _Call:
-    __slots__ = ("attempt", "run", "span", "start_ns", "step", "token")
+    __slots__ = ("attempt", "input", "run", "span", "start_ns", "step", "token")
 
     def __init__(self, run: _Run | None, start_ns: int, attempt: int, step: int | None) -> None:
         self.run = run
@@ -446,6 +449,14 @@ class _Call:
         self.step = step
         self.span: Any = None
         self.token: Any = None
+        self.input: Any = _UNCHANGED  # replaced only by an injected handoff fault
+
+
+def _input_of(call: _Call | None, input: Any) -> Any:
+    """Return the inner runnable's input: LangGraph's, unless an injected fault replaced it."""
+    if call is None or call.input is _UNCHANGED:
+        return input
+    return call.input
 
 
 def _violation_error(
@@ -469,6 +480,8 @@ class NodeProbe(Runnable[Any, Any]):
         self.inner = inner
         self.site = site
         self.name = getattr(inner, "name", None)
+        # set by coordgap.faults on a node whose incoming handoffs get corrupted
+        self.corrupt = getattr(inner, "coordgap_corrupt", None)
 
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         return self.inner.get_name(suffix, name=name)
@@ -496,6 +509,12 @@ class NodeProbe(Runnable[Any, Any]):
         if rec.live:
             call.span, call.token = rec.spans.node_start(site.name, now)
         violation: ContractViolation | None = None
+        faulted = False
+        if self.corrupt is not None and delivered:
+            input, faulted = self.corrupt(
+                input, [p.source for p in delivered], site.requires, site.edge_checks
+            )
+            call.input = input
         requires = site.requires.__call__(input) if site.requires is not None else None
         for pending in delivered:
             broken = requires
@@ -513,6 +532,7 @@ class NodeProbe(Runnable[Any, Any]):
                 error_type=None if broken is None else sc.ERROR_CONTRACT,
                 contract=None if broken is None else broken.contract,
                 fields=() if broken is None else broken.fields,
+                fault=faulted and broken is not None,
                 run_id=run.run_id if run is not None else 0,
                 captured=None
                 if broken is None or rec.capture is None
@@ -570,7 +590,7 @@ class NodeProbe(Runnable[Any, Any]):
             # A subgraph (or the node) handed control to an ancestor graph: the node succeeded.
             if lg.parent_command_targets_this_graph(exc, config, site.raw):
                 self._succeeded(call, end, None)
-                self._open_commands([exc.args[0]], call.run, end)
+                self._open_commands([exc.args[0]], call.run, end, addressed_here=True)
             else:
                 self._succeeded(call, end, None)
             return
@@ -655,13 +675,13 @@ class NodeProbe(Runnable[Any, Any]):
             rec.spans.node_end(call.span, call.token, event, end)
             call.span = None
 
-    def _open_commands(self, commands: Sequence[Any], run: _Run | None, now: int) -> None:
+    def _open_commands(
+        self, commands: Sequence[Any], run: _Run | None, now: int, addressed_here: bool = False
+    ) -> None:
         site = self.site
         for cmd in commands:
-            if cmd.graph is not None and cmd.graph != getattr(lg.Command, "PARENT", "__parent__"):
-                continue
-            if cmd.graph is not None:
-                continue  # Command.PARENT: the parent graph records it
+            if cmd.graph is not None and not addressed_here:
+                continue  # Command.PARENT: the graph it is addressed to records it
             for dest in lg.goto_list(cmd):
                 site.graph.route(run, site.name, dest, "command", now)
 
@@ -669,6 +689,7 @@ class NodeProbe(Runnable[Any, Any]):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         call = self._begin(input, config)
+        input = _input_of(call, input)
         try:
             output = self.inner.invoke(input, config, **kwargs)
         except BaseException as exc:
@@ -679,6 +700,7 @@ class NodeProbe(Runnable[Any, Any]):
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         call = self._begin(input, config)
+        input = _input_of(call, input)
         try:
             output = await self.inner.ainvoke(input, config, **kwargs)
         except BaseException as exc:
@@ -691,6 +713,7 @@ class NodeProbe(Runnable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         call = self._begin(input, config)
+        input = _input_of(call, input)
         final: Any = None
         started = False
         try:
@@ -707,6 +730,7 @@ class NodeProbe(Runnable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         call = self._begin(input, config)
+        input = _input_of(call, input)
         final: Any = None
         started = False
         try:

@@ -1,0 +1,469 @@
+"""Seeded fault injection: make nodes, routers and handoffs fail at chosen rates.
+
+:func:`inject` returns a *new* ``StateGraph`` builder (the user's is never
+changed) whose components fail at the given rates, so retries, fallbacks,
+contracts and reliability gates can be exercised without an unreliable model::
+
+    from coordgap import faults
+
+    faulty = faults.inject(
+        build_research_agent(),
+        nodes={"analyze": 0.04},
+        handoffs={("retrieve", "analyze"): 0.03},
+        seed=7,
+    )
+    app = coordgap.instrument(faulty)
+
+What a fault does:
+
+- a **node** or **router** fault raises :class:`InjectedFault` before the
+  user's function runs, so a ``RetryPolicy`` retries it (each attempt draws
+  again) and the run fails when no retry saves it;
+- a **handoff** fault corrupts the state the target receives: the fields the
+  handoff's contracts require are dropped (every field, when no contract names
+  them), so the contract fails, is recorded, and the run goes on. A handoff
+  runs no code of its own, so corruption is its only failure; it takes effect
+  when the graph is instrumented (contracts are checked there).
+
+Every injected failure is flagged as a fault in the events, the ledger
+(``faults`` counts) and the spans (attribute ``coordgap.fault``), so a real
+failure is never mistaken for an injected one.
+
+Determinism: each decision is a pure function of ``(seed, component, n)``,
+where ``n`` counts that component's draws, so the same seed on a freshly
+injected builder gives the same faults, and parallel supersteps of different
+components cannot reorder each other's draws. (When one node runs several
+times in the same superstep, e.g. a ``Send`` fan-out, the number of faults in
+the superstep is fixed but which of its payloads gets one follows thread
+scheduling.)
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import threading
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from . import _compat as lg
+from . import semconv as sc
+from .errors import ConfigurationError
+
+__all__ = ["FaultPlan", "InjectedFault", "inject"]
+
+FaultKind = Literal["raise", "corrupt"]
+
+
+class InjectedFault(Exception):
+    """The exception a node or router fault raises; flagged so it is counted as a fault.
+
+    Attributes:
+        component: ``"node analyze"`` or ``"router route"``.
+        draw: the component's draw number that fired (0-based).
+    """
+
+    __coordgap_fault__ = True
+
+    def __init__(self, component: str, draw: int) -> None:
+        self.component = component
+        self.draw = draw
+        super().__init__(f"fault injected by coordgap.faults into {component} (draw {draw})")
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (InjectedFault, (self.component, self.draw))
+
+
+def draw(seed: int, component: str, n: int) -> float:
+    """Return the uniform number in [0, 1) for the n-th draw of a component under a seed.
+
+    A hash, not a random stream: the value depends on nothing but its three arguments.
+
+    Example::
+
+        >>> draw(7, "node:analyze", 0) == draw(7, "node:analyze", 0)
+        True
+    """
+    digest = hashlib.blake2b(f"{seed}\x00{component}\x00{n}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+class FaultPlan:
+    """The rates of one :func:`inject` call and the per-component draw counters.
+
+    Available on the returned builder as ``builder.coordgap_faults``; ``counts``
+    tells how many draws and faults each component has had so far.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        nodes: Mapping[str, float],
+        routers: Mapping[str, float],
+        handoffs: Mapping[tuple[str, str], float],
+        handoff_default: float | None,
+    ) -> None:
+        self.seed = seed
+        self.nodes = dict(nodes)
+        self.routers = dict(routers)
+        self.handoffs = dict(handoffs)
+        self.handoff_default = handoff_default
+        self._lock = threading.Lock()
+        self._draws: dict[str, int] = {}
+        self._fired: dict[str, int] = {}
+
+    def decide(self, component: str, rate: float) -> tuple[bool, int]:
+        """Return (fault?, draw number) for the next draw of ``component``."""
+        with self._lock:
+            n = self._draws.get(component, 0)
+            self._draws[component] = n + 1
+        fired = rate > 0.0 and draw(self.seed, component, n) < rate
+        if fired:
+            with self._lock:
+                self._fired[component] = self._fired.get(component, 0) + 1
+        return fired, n
+
+    def handoff_rate(self, source: str, target: str) -> float:
+        """Return the fault rate of the handoff ``source -> target``."""
+        rate = self.handoffs.get((source, target))
+        if rate is not None:
+            return rate
+        if self.handoff_default is not None and source != sc.START:
+            return self.handoff_default
+        return 0.0
+
+    @property
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """Per component key (``node:analyze``, ``handoff:a->b``, ``router:r``): (draws, faults)."""
+        with self._lock:
+            return {k: (n, self._fired.get(k, 0)) for k, n in self._draws.items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"FaultPlan(seed={self.seed}, nodes={self.nodes}, routers={self.routers}, "
+            f"handoffs={self.handoffs}, handoff_default={self.handoff_default})"
+        )
+
+
+# -- wrappers ---------------------------------------------------------------------------
+
+
+class _FaultyNode(Runnable[Any, Any]):
+    """A node's runnable that may raise before calling it, and may corrupt its input.
+
+    Input corruption is applied by coordgap's node probe (``coordgap_corrupt``),
+    which knows which handoffs are being delivered and checks the contracts on
+    the corrupted state; called bare, the wrapper only raises.
+    """
+
+    def __init__(self, inner: Runnable[Any, Any], plan: FaultPlan, node: str) -> None:
+        self.inner = inner
+        self.plan = plan
+        self.node = node
+        self.rate = plan.nodes.get(node, 0.0)
+        self.name = getattr(inner, "name", None)
+        self._required: dict[int, frozenset[str] | None] = {}
+
+    # the user's function stays reachable (declared contracts are read from it)
+    @property
+    def func(self) -> Any:
+        return getattr(self.inner, "func", None)
+
+    @property
+    def afunc(self) -> Any:
+        return getattr(self.inner, "afunc", None)
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        return self.inner.get_name(suffix, name=name)
+
+    def _maybe_raise(self) -> None:
+        if self.rate > 0.0:
+            fired, n = self.plan.decide(f"node:{self.node}", self.rate)
+            if fired:
+                raise InjectedFault(f"node {self.node!r}", n)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        self._maybe_raise()
+        return self.inner.invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        self._maybe_raise()
+        return await self.inner.ainvoke(input, config, **kwargs)
+
+    def coordgap_corrupt(
+        self,
+        input: Any,
+        sources: Sequence[str],
+        requires: Any,
+        edge_checks: Mapping[str, Any],
+    ) -> tuple[Any, bool]:
+        """Return (the input the target receives, whether a fault corrupted it).
+
+        Called by the node probe with the sources of the handoffs being
+        delivered (``__start__`` for the entry) and the target's checks.
+        """
+        drop: set[str] = set()
+        everything = False
+        fired_any = False
+        for source in sources:
+            rate = self.plan.handoff_rate(source, self.node)
+            if rate <= 0.0:
+                continue
+            fired, _ = self.plan.decide(f"handoff:{source}->{self.node}", rate)
+            if not fired:
+                continue
+            fired_any = True
+            checks = [c for c in (requires, edge_checks.get(source)) if c is not None]
+            if not checks:
+                _warn_uncheckable(source, self.node)
+            for check in checks:
+                fields = self._required_fields(check)
+                if fields:
+                    drop |= fields
+                else:
+                    everything = True
+        if not fired_any:
+            return input, False
+        return _without(input, None if everything or not drop else drop), True
+
+    def _required_fields(self, check: Any) -> frozenset[str] | None:
+        """Top-level fields a check reports missing on an empty state (None: unknown)."""
+        key = id(check)
+        if key in self._required:
+            return self._required[key]
+        found: frozenset[str] | None = None
+        try:
+            violation = check({})
+            if violation is not None:
+                names = {
+                    f.split(".")[0]
+                    for f, kind in zip(violation.fields, violation.error_types, strict=False)
+                    if f and kind == "missing"
+                }
+                found = frozenset(names) or None
+        except Exception:
+            found = None
+        self._required[key] = found
+        return found
+
+    def __repr__(self) -> str:
+        return f"faults._FaultyNode({self.node!r}, {self.inner!r})"
+
+
+class _FaultyRouter(Runnable[Any, Any]):
+    """A router's path function that may raise before deciding."""
+
+    def __init__(self, inner: Runnable[Any, Any], plan: FaultPlan, router: str) -> None:
+        self.inner = inner
+        self.plan = plan
+        self.router = router
+        self.rate = plan.routers.get(router, 0.0)
+        self.name = getattr(inner, "name", None)
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        return self.inner.get_name(suffix, name=name)
+
+    def _maybe_raise(self) -> None:
+        fired, n = self.plan.decide(f"router:{self.router}", self.rate)
+        if fired:
+            raise InjectedFault(f"router {self.router!r}", n)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        self._maybe_raise()
+        return self.inner.invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        self._maybe_raise()
+        return await self.inner.ainvoke(input, config, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"faults._FaultyRouter({self.router!r}, {self.inner!r})"
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_uncheckable(source: str, target: str) -> None:
+    if (source, target) in _warned:
+        return
+    _warned.add((source, target))
+    warnings.warn(
+        f"coordgap.faults: a fault was injected into the handoff {source!r} -> {target!r}, "
+        f"but no contract checks it, so nothing can notice the corrupted state. Declare a "
+        f"requires contract on {target!r} or pass handoffs={{({source!r}, {target!r}): Model}} "
+        "to coordgap.instrument().",
+        stacklevel=2,
+    )
+
+
+def _without(value: Any, drop: set[str] | frozenset[str] | None) -> Any:
+    """Return a copy of a state without the fields in ``drop`` (None: without any field)."""
+    if isinstance(value, Mapping):
+        return {k: v for k, v in value.items() if drop is not None and k not in drop}
+    try:
+        from pydantic import BaseModel
+    except ImportError:  # pragma: no cover - pydantic is a dependency
+        BaseModel = None  # type: ignore[assignment,misc]
+    if BaseModel is not None and isinstance(value, BaseModel):
+        kept = {k: v for k, v in dict(value).items() if drop is not None and k not in drop}
+        return type(value).model_construct(**kept)
+    return {}
+
+
+# -- inject() ------------------------------------------------------------------------------
+
+
+def _rate(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{what}={value!r}: a fault rate is a number in [0, 1].")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ConfigurationError(
+            f"{what}={value!r}: a fault rate is a probability in [0, 1] (0.04 for 4 %)."
+        )
+    return float(value)
+
+
+def _check_name(name: Any, known: Iterable[str], what: str) -> None:
+    known = list(known)
+    if name not in known:
+        close = difflib.get_close_matches(str(name), known, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigurationError(
+            f"{what}: the graph has no {name!r}.{hint} It has: {', '.join(sorted(known)) or '-'}."
+        )
+
+
+def _per_component(
+    value: Mapping[Any, Any] | float | None, known: Sequence[str], what: str
+) -> dict[str, float]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        out = {}
+        for name, rate in value.items():
+            _check_name(name, known, what)
+            out[name] = _rate(rate, f"{what}[{name!r}]")
+        return out
+    rate = _rate(value, what)
+    return dict.fromkeys(known, rate)
+
+
+def inject(
+    builder: Any,
+    *,
+    nodes: Mapping[str, float] | float | None = None,
+    handoffs: Mapping[tuple[str, str], float] | float | None = None,
+    routers: Mapping[str, float] | float | None = None,
+    seed: int = 0,
+    kind: FaultKind | None = None,
+) -> Any:
+    """Return a copy of a ``StateGraph`` builder whose components fail at the given rates.
+
+    Args:
+        builder: a ``StateGraph`` builder (not compiled); it is not changed.
+        nodes: per node name, the probability that an attempt raises
+            :class:`InjectedFault`; or one rate for every node.
+        handoffs: per ``(source, target)``, the probability that the state
+            the target receives is corrupted (``START`` is a valid source); or
+            one rate for every handoff between two nodes (not from ``START``).
+        routers: per router name (its path function's name, as in the
+            report), the probability that a decision raises; or one rate for all.
+        seed: the seed every decision derives from.
+        kind: ``"raise"`` to allow only raising faults (nodes, routers) or
+            ``"corrupt"`` to allow only corrupting ones (handoffs); ``None``
+            (default) gives each component its natural fault.
+
+    Raises:
+        ConfigurationError: an unknown component, a rate outside [0, 1], a
+            compiled graph, a subgraph node, or a fault of the wrong ``kind``.
+
+    Example::
+
+        faulty = faults.inject(builder, nodes={"analyze": 0.04}, handoffs=0.03, seed=7)
+        app = coordgap.instrument(faulty, handoffs={("retrieve", "analyze"): Retrieved})
+    """
+    if isinstance(builder, lg.CompiledStateGraph) or not isinstance(builder, lg.StateGraph):
+        raise ConfigurationError(
+            "faults.inject() takes the StateGraph builder (before compile()), not "
+            f"{type(builder).__name__}; for a compiled graph pass its .builder."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigurationError(f"seed={seed!r}: pass an int.")
+    if kind not in (None, "raise", "corrupt"):
+        raise ConfigurationError(f"kind={kind!r}: use 'raise', 'corrupt' or None.")
+    if kind == "corrupt" and (nodes or routers):
+        raise ConfigurationError(
+            "kind='corrupt' applies to handoffs; node and router faults raise InjectedFault "
+            "(leave kind unset to inject both)."
+        )
+    if kind == "raise" and handoffs:
+        raise ConfigurationError(
+            "kind='raise' applies to nodes and routers: a handoff runs no code of its own, "
+            "its faults corrupt the state the target receives (leave kind unset, or use "
+            "kind='corrupt')."
+        )
+
+    names = lg.node_names(builder)
+    for name in names:
+        if lg.subgraph_of(builder.nodes[name]) is not None and (
+            (isinstance(nodes, Mapping) and name in nodes)
+            or (isinstance(handoffs, Mapping) and any(t == name for _, t in handoffs))
+        ):
+            raise ConfigurationError(
+                f"faults.inject(): node {name!r} is a compiled subgraph; inject faults into "
+                "the subgraph's own builder before adding it to the graph."
+            )
+    node_rates = _per_component(nodes, names, "nodes")
+    router_ids = lg.router_ids(builder)
+    router_rates = _per_component(routers, list(router_ids.values()), "routers")
+    handoff_rates: dict[tuple[str, str], float] = {}
+    handoff_default: float | None = None
+    if isinstance(handoffs, Mapping):
+        for key, rate in handoffs.items():
+            if not (isinstance(key, tuple) and len(key) == 2):
+                raise ConfigurationError(
+                    f"handoffs key {key!r}: use a (source, target) tuple of node names."
+                )
+            source, target = key
+            if source != lg.START:
+                _check_name(source, names, "handoffs source")
+            if target == lg.END:
+                raise ConfigurationError(
+                    f"handoffs[({source!r}, END)]: a handoff into END has no receiving node "
+                    "whose state could be corrupted."
+                )
+            _check_name(target, names, "handoffs target")
+            qualified = sc.START if source == lg.START else source
+            handoff_rates[(qualified, target)] = _rate(rate, f"handoffs[{key!r}]")
+    elif handoffs is not None:
+        handoff_default = _rate(handoffs, "handoffs")
+
+    plan = FaultPlan(
+        seed=seed,
+        nodes=node_rates,
+        routers=router_rates,
+        handoffs=handoff_rates,
+        handoff_default=handoff_default,
+    )
+    work = lg.copy_builder(builder)
+    targets = {t for _, t in handoff_rates}
+    for name in names:
+        wanted = (
+            node_rates.get(name, 0.0) > 0.0
+            or name in targets
+            or (handoff_default is not None and handoff_default > 0.0)
+        )
+        if wanted and lg.subgraph_of(builder.nodes[name]) is None:
+            spec = work.nodes[name]
+            spec.runnable = _FaultyNode(spec.runnable, plan, name)  # type: ignore[arg-type]
+    for source, branches in list(work.branches.items()):
+        for bname, branch in list(branches.items()):
+            router = router_ids[(source, bname)]
+            if router_rates.get(router, 0.0) > 0.0:
+                branches[bname] = branch._replace(path=_FaultyRouter(branch.path, plan, router))
+    work.coordgap_faults = plan  # type: ignore[attr-defined]
+    return work

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -192,7 +193,54 @@ def instrument(
     app = _build(builder, compile_kwargs, extra, recorder, "", node_contracts, edge_contracts)
     options = {"name": graph_name, "spans": span_mode, "on_violation": on_violation}
     app.coordgap_state = _State(recorder, ledger_, graph, options)
+    _announce(app, recorder, ledger_)
     return app
+
+
+# -- observers: code that wants to know about every graph instrumented from now on -------------
+
+Observer = Callable[["InstrumentedGraph"], "Iterable[Callable[[Event], None]] | None"]
+"""Called with each newly instrumented graph; may return extra sinks for it."""
+
+_observers: tuple[Observer, ...] = ()
+_observers_lock = threading.Lock()
+
+
+def add_observer(observer: Observer) -> Callable[[], None]:
+    """Call ``observer(app)`` for every graph instrumented from now on; return its remover.
+
+    The observer may return sinks, which then receive every event of that
+    graph (``coordgap.testing.capture_events`` and the pytest plugin use this).
+    Thread-safe; an observer that raises is counted as an internal error.
+    """
+    global _observers
+    with _observers_lock:
+        _observers = (*_observers, observer)
+
+    def remove() -> None:
+        global _observers
+        with _observers_lock:
+            _observers = tuple(o for o in _observers if o is not observer)
+
+    return remove
+
+
+def _announce(app: InstrumentedGraph, recorder: Recorder, ledger_: Ledger) -> None:
+    observers = _observers  # one read of an immutable tuple: no lock on the common path
+    if not observers:
+        return
+    from ._failopen import report_internal_error
+
+    extra: list[Callable[[Event], None]] = []
+    for observer in observers:
+        try:
+            sinks = observer(app)
+            if sinks:
+                extra.extend(sinks)
+        except Exception as exc:
+            report_internal_error("instrument observer", exc, ledger_.count_internal_error)
+    if extra:
+        recorder.sinks = (*recorder.sinks, *extra)
 
 
 def _builder_and_options(graph: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:

@@ -26,12 +26,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
     """A running Phoenix (HTTP + OTLP/HTTP on one loopback port), stopped after the session."""
     if not servers.phoenix_installed():
-        servers.unavailable(
-            "arize-phoenix is not installed: pip install -e '.[test,phoenix]'"
-        )
+        servers.unavailable("arize-phoenix is not installed: pip install -e '.[test,phoenix]'")
     try:
         server = servers.start_phoenix(tmp_path_factory.mktemp("phoenix"))
-    except Exception as exc:  # noqa: BLE001 - reported as the skip/fail reason
+    except Exception as exc:
         servers.unavailable(f"Phoenix did not start: {exc}")
         raise  # unreachable: unavailable() skips or fails
     try:

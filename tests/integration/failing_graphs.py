@@ -69,7 +69,7 @@ def node_graph() -> StateGraph:
 
 
 def router_graph() -> StateGraph:
-    """Return START -> retrieve -?-> (analyze | END) whose router names a node that does not exist."""
+    """Return START -> retrieve -?-> analyze -> END; the router names a node that does not exist."""
     g = StateGraph(State)
     g.add_node("retrieve", _retrieve)
     g.add_node("analyze", _analyze)

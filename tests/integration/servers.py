@@ -99,7 +99,9 @@ class Server:
             self.proc.wait(timeout=10)
 
 
-def _spawn(argv: list[str], *, env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], *, env: dict[str, str], log: Path, cwd: Path
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
             argv,
@@ -272,6 +274,7 @@ def ensure_prometheus() -> str | None:
 def start_prometheus(binary: str, workdir: Path, targets: list[str]) -> Server:
     """Start Prometheus on 127.0.0.1 scraping ``targets`` every second; wait until ready."""
     port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
     # JSON is YAML: no YAML writer needed.
     config.write_text(

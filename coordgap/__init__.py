@@ -1,6 +1,5 @@
 """coordgap: the compounded reliability of LangGraph agents, node by node and handoff by handoff."""
 
-from __future__ import annotations
 
 from ._instrument import InstrumentedGraph, instrument, ledger, uninstrument
 from ._intercept import Capture

@@ -72,7 +72,7 @@ def _resolve_spans(spans: SpanMode | None) -> str:
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3)
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
@@ -169,6 +169,9 @@ def instrument(
 
     topology = lg.topology_of(builder, graph_name)
     ledger_ = Ledger(graph_name, topology)
+    from .coverage import _collect  # registry of the pytest coverage option; no-op unless on
+
+    _collect(ledger_)
     span_recorder = None
     if span_mode != "off":
         from ._spans import SpanRecorder

@@ -131,7 +131,7 @@ def compile_check(spec: Any, *, role: str, name: str | None = None) -> Check:
     if inspect.isclass(spec) and issubclass(spec, BaseModel):
         return _model_check(spec, name or spec.__name__)
     if is_typeddict(spec):
-        return _adapter_check(TypeAdapter(spec), name or spec.__name__)
+        return _adapter_check(_typeddict_adapter(spec), name or spec.__name__)
     if inspect.isclass(spec) and _is_dataclass_type(spec):
         return _adapter_check(TypeAdapter(spec), name or spec.__name__)
     if callable(spec) and not inspect.isclass(spec):
@@ -141,6 +141,23 @@ def compile_check(spec: Any, *, role: str, name: str | None = None) -> Check:
         f"{role}={spec!r} is not a contract: pass a pydantic model, a TypedDict, "
         "a dataclass, or a callable that raises or returns False."
     )
+
+
+def _typeddict_adapter(spec: Any) -> TypeAdapter[Any]:
+    try:
+        return TypeAdapter(spec)
+    except pydantic.PydanticUserError:
+        # pydantic rejects typing.TypedDict before Python 3.12, the kind LangGraph states use;
+        # the same fields as a model validate the same way.
+        hints = get_type_hints(spec, include_extras=True)
+        required = getattr(spec, "__required_keys__", frozenset(hints))
+        fields: dict[str, Any] = {
+            key: (hint, ... if key in required else None) for key, hint in hints.items()
+        }
+        model = pydantic.create_model(  # type: ignore[call-overload]
+            spec.__name__, __config__=pydantic.ConfigDict(extra="allow"), **fields
+        )
+        return TypeAdapter(model)
 
 
 def _is_dataclass_type(spec: type) -> bool:

@@ -212,21 +212,40 @@ def pregel_nodes(graph: Pregel[Any, Any, Any, Any]) -> dict[str, Any]:
     return graph.nodes
 
 
-def install_node_runnable(pregel_node: Any, wrap: Callable[[Runnable[Any, Any]], Runnable[Any, Any]],
-                          wrap_first_writer: bool = False) -> None:
+def sequence_steps(runnable: Any) -> list[Runnable[Any, Any]] | None:
+    """Return the steps LangGraph flattens a node's sequence into, or None for a single step."""
+    from langchain_core.runnables import RunnableSequence
+
+    if isinstance(runnable, (RunnableSequence, RunnableSeq)):
+        return list(runnable.steps)
+    return None
+
+
+def install_node_runnable(
+    pregel_node: Any,
+    wrap: Callable[[Runnable[Any, Any]], Runnable[Any, Any]],
+    *,
+    wrap_steps: Callable[[list[Runnable[Any, Any]]], list[Runnable[Any, Any]]] | None = None,
+    wrap_first_writer: bool = False,
+) -> None:
     """Make the node run ``wrap(bound)`` in place of its bound runnable.
 
     ``bound``, ``writers`` and ``flat_writers`` stay as LangGraph built them,
     so drawings (``get_graph``), subgraph discovery and parent-command
     handling are untouched; only the runnable LangGraph executes for the node
     (its cached ``node`` property: bound followed by the writers) is replaced.
-    With ``wrap_first_writer`` (the START node, which has no bound) the first
-    writer is wrapped instead.
+    A bound sequence (``prompt | model``) is flattened into the node's steps
+    by LangGraph; ``wrap_steps`` then wraps each step so the callback tree
+    stays the same. With ``wrap_first_writer`` (the START node, which has no
+    bound) the first writer is wrapped instead.
     """
     writers = list(pregel_node.flat_writers)
     bound = pregel_node.bound
     has_bound = bound is not _default_bound()
-    if has_bound:
+    parts = sequence_steps(bound) if has_bound and writers else None
+    if parts is not None and wrap_steps is not None:
+        steps = [*wrap_steps(parts), *writers]
+    elif has_bound:
         steps = [wrap(bound), *writers]
     elif wrap_first_writer and writers:
         steps = [wrap(writers[0]), *writers[1:]]
@@ -240,10 +259,15 @@ def install_node_runnable(pregel_node: Any, wrap: Callable[[Runnable[Any, Any]],
             runnable = RunnableSeq(*steps, trace_policy=trace_policy)
         except TypeError:  # pragma: no cover - older 1.x without trace_policy
             runnable = RunnableSeq(*steps)
-        # RunnableSeq flattens sequences; keep the user's sequence as one step
-        if runnable.steps[0] is not steps[0]:
-            runnable.steps = list(steps)
     pregel_node.__dict__["node"] = runnable
+
+
+def task_key(config: Any) -> str | None:
+    """Return a key unique to one task (its checkpoint namespace holds the task id)."""
+    try:
+        return str(config[CONF][CONFIG_KEY_CHECKPOINT_NS])
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _default_bound() -> Any:

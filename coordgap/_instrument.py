@@ -11,7 +11,16 @@ from typing import Any, Literal
 
 from . import _compat as lg
 from . import semconv as sc
-from ._intercept import Capture, GraphSites, NodeProbe, Recorder, RouterProbe, StartProbe
+from ._intercept import (
+    Capture,
+    GraphSites,
+    NodeProbe,
+    NodeSite,
+    Recorder,
+    RouterProbe,
+    StartProbe,
+    probe_steps,
+)
 from .contracts import Check, Contract, compile_check, declared_contract
 from .errors import ConfigurationError
 from .events import Event
@@ -380,8 +389,6 @@ def _build(
             (sites.qualify(src) if src != sc.START else sites.qualify(lg.START)): check
             for src, check in edge_contracts.get(raw, {}).items()
         }
-        from ._intercept import NodeSite
-
         site = NodeSite(
             graph=sites,
             name=sites.qualify(raw),
@@ -408,7 +415,11 @@ def _build(
                 )
             return NodeProbe(inner, site)
 
-        lg.install_node_runnable(pregel_node, wrap)
+        lg.install_node_runnable(
+            pregel_node,
+            wrap,
+            wrap_steps=lambda steps, site=site: probe_steps(steps, NodeProbe(None, site)),
+        )
     start = pregel_nodes.get(lg.START)
     if start is not None and static.get(lg.START):
         targets = tuple(t for t, _ in static[lg.START])

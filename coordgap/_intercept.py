@@ -267,6 +267,14 @@ class Recorder:
                 self._threads.move_to_end(run.thread)
                 while len(self._threads) > _MAX_THREADS_REMEMBERED:
                     self._threads.popitem(last=False)
+        if (
+            status == "ok"
+            and not self.sinks
+            and (self.spans is None or (not self.live and not run.failures))
+        ):
+            # the happy path: nobody needs the event (spans.run_end would return at once)
+            self.ledger.run_ok(not run.failed, end_ns - run.start_ns)
+            return
         outcome = RunOutcome(
             graph=self.graph,
             status=status,  # type: ignore[arg-type]
@@ -404,7 +412,9 @@ class GraphSites:
             rec.failed(run, event)
             return sc.UNKNOWN_TARGET, False
         target = self.qualify(raw)
-        if raw == lg.END:
+        if raw == lg.END and not rec.sinks:
+            rec.ledger.handoff_ok(source, target, kind)  # the happy path: no event to build
+        elif raw == lg.END:
             rec.emit(
                 HandoffOutcome(
                     graph=rec.graph,
@@ -480,6 +490,8 @@ class NodeProbe(Runnable[Any, Any]):
         self.inner = inner
         self.site = site
         self.name = getattr(inner, "name", None)
+        self._inflight: dict[str, _Call] = {}  # sequence nodes: the open call per task
+        self._lock = threading.Lock()
         # set by coordgap.faults on a node whose incoming handoffs get corrupted
         self.corrupt = getattr(inner, "coordgap_corrupt", None)
 
@@ -521,6 +533,14 @@ class NodeProbe(Runnable[Any, Any]):
             edge = site.edge_checks.get(pending.source)
             if broken is None and edge is not None:
                 broken = edge(input)
+            if broken is None and not rec.sinks:
+                # the happy path: count it, build no event
+                rec.ledger.handoff_ok(pending.source, site.name, pending.kind)
+                if call.span is not None:
+                    rec.spans.handoff_ok_fields(
+                        pending.source, site.name, pending.kind, now, call.span
+                    )
+                continue
             event = HandoffOutcome(
                 graph=rec.graph,
                 source=pending.source,
@@ -646,6 +666,14 @@ class NodeProbe(Runnable[Any, Any]):
     def _succeeded(self, call: _Call, end: int, broken: Violation | None) -> None:
         site = self.site
         rec = site.graph.recorder
+        if broken is None and not rec.sinks:
+            # the happy path: what _finish_event does for an ok event, without building it
+            rec.ledger.node_ok(site.name, call.attempt, end - call.start_ns)
+            rec.record_duration(site.name, True, (end - call.start_ns) / 1e9)
+            if call.span is not None:
+                rec.spans.node_end_ok(call.span, call.token, call.attempt, call.step, end)
+                call.span = None
+            return
         event = NodeOutcome(
             graph=rec.graph,
             node=site.name,
@@ -754,6 +782,121 @@ def _accumulate(final: Any, chunk: Any, started: bool) -> Any:
         return final + chunk
     except Exception:  # noqa: BLE001 - not addable: the last chunk is the output
         return chunk
+
+
+class StepProbe(Runnable[Any, Any]):
+    """Wraps one step of a node that is a sequence (``prompt | model``).
+
+    LangGraph flattens a sequence into the node's own steps; wrapping each
+    step in place (instead of the sequence as a whole) keeps the callback
+    tree, and so ``astream_events`` and LangSmith traces, exactly as bare.
+    The first step opens the call, the last closes it, any step can fail it;
+    the call is found again by the task's checkpoint namespace.
+    """
+
+    def __init__(self, inner: Runnable[Any, Any], node: NodeProbe, first: bool, last: bool) -> None:
+        self.inner = inner
+        self.node = node
+        self.first = first
+        self.last = last
+        self.name = getattr(inner, "name", None)
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        return self.inner.get_name(suffix, name=name)
+
+    def _open(self, input: Any, config: Any) -> None:
+        if self.first:
+            call = self.node._begin(input, config)
+            if call is not None:
+                with self.node._lock:
+                    self.node._inflight[lg.task_key(config) or ""] = call
+
+    def _take(self, config: Any) -> _Call | None:
+        with self.node._lock:
+            return self.node._inflight.pop(lg.task_key(config) or "", None)
+
+    def _failed(self, exc: BaseException, config: Any) -> None:
+        self.node._fail(self._take(config), exc, config)
+
+    def _done(self, output: Any, config: Any) -> None:
+        if self.last:
+            self.node._finish(self._take(config), output, config)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        self._open(input, config)
+        try:
+            output = self.inner.invoke(input, config, **kwargs)
+        except BaseException as exc:
+            self._failed(exc, config)
+            raise
+        self._done(output, config)
+        return output
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        self._open(input, config)
+        try:
+            output = await self.inner.ainvoke(input, config, **kwargs)
+        except BaseException as exc:
+            self._failed(exc, config)
+            raise
+        self._done(output, config)
+        return output
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        self._open(input, config)
+        yield from self._watch(self.inner.stream(input, config, **kwargs), config)
+
+    def transform(
+        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        yield from self._watch(self.inner.transform(input, config, **kwargs), config)
+
+    def _watch(self, chunks: Iterator[Any], config: Any) -> Iterator[Any]:
+        final: Any = None
+        started = False
+        try:
+            for chunk in chunks:
+                final = _accumulate(final, chunk, started)
+                started = True
+                yield chunk
+        except BaseException as exc:
+            self._failed(exc, config)
+            raise
+        self._done(final, config)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        self._open(input, config)
+        async for chunk in self._awatch(self.inner.astream(input, config, **kwargs), config):
+            yield chunk
+
+    async def atransform(
+        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async for chunk in self._awatch(self.inner.atransform(input, config, **kwargs), config):
+            yield chunk
+
+    async def _awatch(self, chunks: AsyncIterator[Any], config: Any) -> AsyncIterator[Any]:
+        final: Any = None
+        started = False
+        try:
+            async for chunk in chunks:
+                final = _accumulate(final, chunk, started)
+                started = True
+                yield chunk
+        except BaseException as exc:
+            self._failed(exc, config)
+            raise
+        self._done(final, config)
+
+
+def probe_steps(steps: list[Runnable[Any, Any]], node: NodeProbe) -> list[Runnable[Any, Any]]:
+    """Wrap each step of a sequence node (see :class:`StepProbe`)."""
+    last = len(steps) - 1
+    return [StepProbe(step, node, i == 0, i == last) for i, step in enumerate(steps)]
 
 
 class StartProbe(Runnable[Any, Any]):
@@ -886,6 +1029,9 @@ class RouterProbe(Runnable[Any, Any]):
                     target, valid = self.graph.route(run, self.source, dest, "conditional", now)
                 ok = ok and valid
                 targets.append(target)
+            if ok and not rec.sinks:
+                rec.ledger.router_ok(self.router, self.source, tuple(targets))
+                return
             event = RouterOutcome(
                 graph=rec.graph,
                 router=self.router,

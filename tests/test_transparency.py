@@ -229,3 +229,56 @@ def test_batch_and_with_config_keep_instrumentation() -> None:
     assert [r["n"] for r in app.batch([{"n": 0}, {"n": 5}])] == [2, 7]
     app.with_config(tags=["x"]).invoke({"n": 0})
     assert coordgap.ledger(app).snapshot().runs.runs == 3
+
+
+def _sequence_graph(fail: bool = False) -> Any:
+    from langchain_core.runnables import RunnableLambda
+    from langgraph.graph import END, START, StateGraph
+
+    from graphs_basic import State
+
+    def middle(d: dict[str, Any]) -> dict[str, Any]:
+        if fail:
+            raise ArithmeticError("middle step")
+        return {**d, "log": ["seq"]}
+
+    b = StateGraph(State)
+    b.add_node(
+        "seq",
+        RunnableLambda(lambda s: {"n": s["n"] + 1}) | RunnableLambda(middle) | RunnableLambda(dict),
+    )
+
+    async def tail(state: State) -> dict[str, Any]:
+        return {"log": ["tail"]}
+
+    b.add_node("tail", tail)
+    b.add_edge(START, "seq")
+    b.add_edge("seq", "tail")
+    b.add_edge("tail", END)
+    return b
+
+
+def test_sequence_nodes_keep_the_callback_tree() -> None:
+    """A `a | b | c` node: astream_events (the LangChain callback tree) is the same as bare."""
+
+    async def events(graph: Any) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [
+            (e["event"], e["name"], tuple(sorted(e.get("tags", []))))
+            async for e in graph.astream_events({"n": 0}, version="v2")
+        ]
+
+    bare = _sequence_graph().compile()
+    app = coordgap.instrument(_sequence_graph())
+    assert asyncio.run(events(bare)) == asyncio.run(events(app))
+    assert [list(c) for c in bare.stream({"n": 0})] == [list(c) for c in app.stream({"n": 0})]
+    seq = coordgap.ledger(app).snapshot().nodes["seq"]
+    assert (seq.executions, seq.failures) == (2, 0)
+
+
+def test_sequence_node_failing_in_a_middle_step_is_one_failed_execution() -> None:
+    """An exception in any step of a sequence node is the node's failure, raised unchanged."""
+    app = coordgap.instrument(_sequence_graph(fail=True))
+    with pytest.raises(ArithmeticError, match="middle step"):
+        app.invoke({"n": 0})
+    seq = coordgap.ledger(app).snapshot().nodes["seq"]
+    assert (seq.executions, seq.failures, dict(seq.error_types)) == (1, 1, {"ArithmeticError": 1})

@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeAlias
 
 from .errors import ConfigurationError
 from .ledger import Ledger, LedgerSnapshot
-from .semconv import START, UNKNOWN_TARGET
+from .semconv import ERROR_UNDELIVERED, START, UNKNOWN_TARGET
 
 __all__ = [
     "Change",
@@ -563,9 +563,7 @@ def _from_snapshot(
         if tgt == UNKNOWN_TARGET:
             total = out_transfers.get(src, 0)
             failures = max(0, h.failures - router_failures_at.get(src, 0))
-            drafts.append(
-                _Draft("handoff", name, total, failures, failures > 0, src, tgt, extra)
-            )
+            drafts.append(_Draft("handoff", name, total, failures, failures > 0, src, tgt, extra))
         else:
             drafts.append(
                 _Draft("handoff", name, h.transfers, h.failures, h.transfers > 0, src, tgt, extra)
@@ -589,6 +587,9 @@ def _from_snapshot(
             if d.name not in snap.routers:
                 drafts.append(_Draft("router", d.name, 0, 0, False, d.source, None))
 
+    for d in drafts:
+        # Counts read mid-update (e.g. from a scrape) can show more failures than executions.
+        d.failures = min(max(d.failures, 0), d.executions)
     runs = snap.runs
     per = runs.finished if runs.finished > 0 else runs.runs
     if per <= 0:
@@ -606,7 +607,7 @@ def _from_snapshot(
 
     if snap.internal_errors:
         notes.append(
-            f"{snap.internal_errors} internal error(s) inside coordgap: some outcomes may be missing"
+            f"{snap.internal_errors} internal error(s) in coordgap: some outcomes may be missing"
         )
     e2e_counts = {
         "runs": runs.runs,
@@ -646,10 +647,15 @@ def _flow_visits(snap: LedgerSnapshot, drafts: list[_Draft], per: int) -> str | 
     success_base: dict[str, float] = {START: float(per)}
     for name, st in node_stats.items():
         success_base[name] = float(st.executions - st.failures)
+    # Transfers that reached their target: a failed contract still delivers (interception
+    # never changes behaviour), an undelivered handoff by definition does not.
+    delivered: dict[tuple[str, str], int] = {}
     inflow: dict[str, int] = {}
-    for (_src, tgt), h in snap.handoffs.items():
+    for (src, tgt), h in snap.handoffs.items():
         if tgt in node_stats:
-            inflow[tgt] = inflow.get(tgt, 0) + h.transfers
+            n = h.transfers - h.error_types.get(ERROR_UNDELIVERED, 0)
+            delivered[(src, tgt)] = n
+            inflow[tgt] = inflow.get(tgt, 0) + n
 
     direct: dict[str, float] = {START: 1.0}
     edges: list[tuple[str, str, float]] = []
@@ -657,17 +663,17 @@ def _flow_visits(snap: LedgerSnapshot, drafts: list[_Draft], per: int) -> str | 
         if inflow.get(name, 0) <= 0:
             # No handoff seen into it (no handoff data, or entered on resume): as recorded.
             direct[name] = st.executions / per
-    for (src, tgt), h in snap.handoffs.items():
-        if tgt not in node_stats or h.transfers <= 0:
+    for (src, tgt), n in delivered.items():
+        if n <= 0:
             continue
+        share = n / inflow[tgt]
         base = success_base.get(src, 0.0)
         if base <= 0:
-            direct[tgt] = direct.get(tgt, 0.0) + node_stats[tgt].executions * (
-                h.transfers / inflow[tgt]
-            ) / per
+            direct[tgt] = direct.get(tgt, 0.0) + node_stats[tgt].executions * share / per
             continue
+        # Executions per delivered transfer: 1 on a plain edge, 1/k behind a k-way join.
         delivery = node_stats[tgt].executions / inflow[tgt]
-        edges.append((src, tgt, h.transfers / base * delivery))
+        edges.append((src, tgt, n / base * delivery))
     try:
         v = _solve_visits(direct, edges)
     except _Diverged:
@@ -743,14 +749,14 @@ def _solve_visits(
         solved = _gauss(a, inflow)
         if solved is None or any(x < -1e-9 or x > 1e9 for x in solved):
             raise _Diverged(scc)
-        for name, x in zip(scc, solved):
+        for name, x in zip(scc, solved, strict=True):
             v[name] = max(0.0, x)
     return v
 
 
 def _gauss(a: list[list[float]], b: list[float]) -> list[float] | None:
     k = len(b)
-    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    m = [[*row, b[i]] for i, row in enumerate(a)]
     for col in range(k):
         piv = max(range(col, k), key=lambda r: abs(m[r][col]))
         if abs(m[piv][col]) < 1e-12:
@@ -849,7 +855,7 @@ def _assemble(
         else:
             logs = {d.key: -d.visits * math.log(d.rate() or 1.0) for d in coord}
             total = sum(logs.values())
-            shares = {k: (gap * x / total if total > 0 else 0.0) for k, x in logs.items()}
+            shares = {k: (gap * x / total if total > 0 else 0.0) + 0.0 for k, x in logs.items()}
 
     # Sensitivity: the product with one factor set to 1.
     if_perfect: dict[tuple[str, str], float] = {}
@@ -1017,7 +1023,9 @@ def _compare(old: Report, new: Report) -> Comparison:
     old_by = {(c.kind, c.name): c for c in old.components}
     new_by = {(c.kind, c.name): c for c in new.components}
 
-    def change(kind: str, name: str, a: Estimate, b: Estimate, counts: tuple[int, ...] | None) -> None:
+    def change(
+        kind: str, name: str, a: Estimate, b: Estimate, counts: tuple[int, ...] | None
+    ) -> None:
         delta = None if a.value is None or b.value is None else b.value - a.value
         diff = None
         significant = False
@@ -1044,7 +1052,12 @@ def _compare(old: Report, new: Report) -> Comparison:
             continue
         counts = None
         if a.reliability.method == "wilson" and b.reliability.method == "wilson":
-            counts = (a.executions - a.failures, a.executions, b.executions - b.failures, b.executions)
+            counts = (
+                a.executions - a.failures,
+                a.executions,
+                b.executions - b.failures,
+                b.executions,
+            )
         change(ref[0], b.label, a.reliability, b.reliability, counts)
     changes.sort(key=lambda c: (c.delta if c.delta is not None else 0.0, c.kind, c.name))
     label_new = {ref: c.label for ref, c in new_by.items()}

@@ -1,0 +1,640 @@
+"""Renderers of a report: aligned text, Markdown, JSON (versioned), Mermaid.
+
+Each renderer is a pure function ``Report -> str``; none prints. The JSON form
+is stable and versioned (``"schema": "coordgap.report/1"``) so reports saved
+as baselines can be read back by later versions::
+
+    Path("baseline.json").write_text(rep.to_json())
+    old = Report.from_json(Path("baseline.json").read_text())
+    print(rep.compare(old))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import ConfigurationError
+from .report import (
+    SCHEMA,
+    Comparison,
+    ComponentReport,
+    EndToEnd,
+    Estimate,
+    Report,
+    _freeze,
+)
+from .semconv import END, START, UNKNOWN_TARGET
+
+__all__ = [
+    "render_comparison",
+    "render_json",
+    "render_markdown",
+    "render_mermaid",
+    "render_text",
+    "report_from_json",
+    "report_to_dict",
+]
+
+_RED, _YELLOW, _GREEN, _BOLD, _DIM, _RESET = (
+    "\x1b[31m",
+    "\x1b[33m",
+    "\x1b[32m",
+    "\x1b[1m",
+    "\x1b[2m",
+    "\x1b[0m",
+)
+
+
+# -- formatting helpers -----------------------------------------------------------------
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _interval(e: Estimate | None) -> str:
+    if e is None or e.value is None or e.method in ("given", "none"):
+        return "-"
+    return f"[{e.low:.3f}, {e.high:.3f}]"
+
+
+def _signed(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.3f}"
+
+
+def _use_color(color: bool | None) -> bool:
+    if color is not None:
+        return color
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(sys.stdout, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _paint(text: str, value: float | None, color: bool) -> str:
+    if not color or value is None:
+        return text
+    code = _RED if value < 0.95 else _YELLOW if value < 0.99 else _GREEN
+    return f"{code}{text}{_RESET}"
+
+
+def _table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    right: Sequence[bool],
+    paint: Sequence[Sequence[float | None]] | None = None,
+    color: bool = False,
+) -> list[str]:
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str], values: Sequence[float | None] | None) -> str:
+        out = []
+        for i, c in enumerate(cells):
+            padded = c.rjust(widths[i]) if right[i] else c.ljust(widths[i])
+            if values is not None and values[i] is not None:
+                padded = _paint(padded, values[i], color)
+            out.append(padded)
+        return "  ".join(out).rstrip()
+
+    head = line(header, None)
+    lines = [f"{_BOLD}{head}{_RESET}" if color else head]
+    for i, row in enumerate(rows):
+        lines.append(line(row, paint[i] if paint else None))
+    return lines
+
+
+def _gap_split(rep: Report) -> str:
+    parts = []
+    for kind, comps in (("handoffs", rep.handoffs.values()), ("routers", rep.routers.values())):
+        share = sum(c.gap_share or 0.0 for c in comps)
+        if any(c.gap_share is not None for c in comps):
+            parts.append(f"{kind} {share:.3f}")
+    return ", ".join(parts)
+
+
+# -- text -------------------------------------------------------------------------------------
+
+
+def render_text(rep: Report, *, color: bool | None = None) -> str:
+    """Return the report as an aligned text table (what ``print(rep)`` shows).
+
+    Args:
+        rep: the report.
+        color: ANSI colours on reliabilities; None colours only when stdout
+            is a TTY and ``NO_COLOR`` is unset.
+
+    Example::
+
+        print(render_text(coordgap.report(app), color=False))
+    """
+    color = _use_color(color)
+    e = rep.end_to_end
+    pct = f"{rep.confidence * 100:g} % interval"
+    lines: list[str] = []
+    if rep.basis == "audit":
+        lines.append(f"coordgap audit - graph {rep.graph!r} (assumed reliabilities, no runs)")
+    else:
+        lines.append(
+            f"coordgap report - graph {rep.graph!r} - {e.runs} runs "
+            f"({e.finished} finished, {e.interrupted} interrupted)"
+        )
+    lines.append("")
+    n_in = sum(1 for c in rep.components if c.in_product)
+    rows: list[list[str]] = []
+    paint: list[list[float | None]] = []
+    if rep.basis != "audit":
+        rows.append(
+            [
+                "observed",
+                _f(e.observed.value),
+                _interval(e.observed),
+                f"clean runs / finished runs ({e.clean} / {e.finished})",
+            ]
+        )
+        paint.append([None, e.observed.value, None, None])
+    rows.append(
+        [
+            "predicted",
+            _f(e.predicted.value),
+            _interval(e.predicted),
+            f"product of r^visits over {n_in} components"
+            + (", delta method" if e.predicted.method == "delta-log" else ""),
+        ]
+    )
+    paint.append([None, e.predicted.value, None, None])
+    rows.append(["naive (nodes only)", _f(e.naive.value), _interval(e.naive), ""])
+    paint.append([None, None, None, None])
+    rows.append(["coordination gap", _f(rep.gap), "", _gap_split(rep)])
+    paint.append([None, None, None, None])
+    if rep.basis != "audit":
+        rows.append(
+            [
+                "run errors",
+                _f(e.run_errors.value),
+                _interval(e.run_errors),
+                f"runs that raised ({e.error} / {e.finished})",
+            ]
+        )
+        paint.append([None, None, None, None])
+    lines += _table(
+        ["end to end", "value", pct if rep.basis != "audit" else "", ""],
+        rows,
+        [False, True, False, False],
+        paint,
+        color,
+    )
+    lines.append("")
+
+    rows, paint = [], []
+    for c in rep.components:
+        r = c.reliability.value
+        if rep.basis == "audit":
+            rows.append(
+                [
+                    c.kind,
+                    c.label,
+                    _f(r),
+                    f"{c.visits:.2f}",
+                    _signed(c.gain if c.in_product else None),
+                ]
+            )
+            paint.append([None, None, r, None, None])
+        else:
+            rows.append(
+                [
+                    c.kind,
+                    c.label,
+                    str(c.executions),
+                    str(c.failures),
+                    _f(r),
+                    _interval(c.reliability),
+                    _f(c.first_attempt.value) if c.first_attempt else "-",
+                    f"{c.visits:.2f}",
+                    _signed(c.gain if c.in_product else None),
+                ]
+            )
+            paint.append([None, None, None, None, r, None, None, None, None])
+    if rep.basis == "audit":
+        header = ["kind", "component", "reliability", "visits", "gain"]
+        right = [False, False, True, True, True]
+    else:
+        header = [
+            "kind",
+            "component",
+            "n",
+            "failed",
+            "reliability",
+            pct,
+            "first try",
+            "visits",
+            "gain",
+        ]
+        right = [False, False, True, True, True, False, True, True, True]
+    lines += _table(header, rows, right, paint, color)
+    if rep.weakest:
+        lines.append("")
+        lines.append("weakest: " + ", ".join(f"{c.label} ({c.gain:+.3f})" for c in rep.weakest[:3]))
+    for note in rep.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines) + "\n"
+
+
+# -- Markdown ------------------------------------------------------------------------------
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(rep: Report) -> str:
+    """Return the report as Markdown (a summary table and a component table).
+
+    Example::
+
+        Path("reliability.md").write_text(coordgap.report(app).to_markdown())
+    """
+    e = rep.end_to_end
+    out: list[str] = []
+    title = "audit" if rep.basis == "audit" else "report"
+    out.append(f"## coordgap {title}: `{rep.graph}`")
+    out.append("")
+    if rep.basis != "audit":
+        out.append(f"{e.runs} runs, {e.finished} finished, {e.interrupted} interrupted.")
+        out.append("")
+    out.append("| end to end | value | interval |")
+    out.append("|---|---:|---|")
+    if rep.basis != "audit":
+        out.append(
+            f"| observed (clean / finished) | {_f(e.observed.value)} | {_interval(e.observed)} |"
+        )
+    out.append(f"| predicted | {_f(e.predicted.value)} | {_interval(e.predicted)} |")
+    out.append(f"| naive (nodes only) | {_f(e.naive.value)} | {_interval(e.naive)} |")
+    out.append(f"| **coordination gap** | **{_f(rep.gap)}** | {_gap_split(rep)} |")
+    if rep.basis != "audit":
+        out.append(f"| run errors | {_f(e.run_errors.value)} | {_interval(e.run_errors)} |")
+    out.append("")
+    if rep.basis == "audit":
+        out.append("| kind | component | reliability | visits | gain |")
+        out.append("|---|---|---:|---:|---:|")
+        for c in rep.components:
+            out.append(
+                f"| {c.kind} | `{_md_escape(c.label)}` | {_f(c.reliability.value)} | "
+                f"{c.visits:.2f} | {_signed(c.gain if c.in_product else None)} |"
+            )
+    else:
+        out.append(
+            "| kind | component | n | failed | reliability | interval | first try | visits | gain |"
+        )
+        out.append("|---|---|---:|---:|---:|---|---:|---:|---:|")
+        for c in rep.components:
+            out.append(
+                f"| {c.kind} | `{_md_escape(c.label)}` | {c.executions} | {c.failures} | "
+                f"{_f(c.reliability.value)} | {_interval(c.reliability)} | "
+                f"{_f(c.first_attempt.value) if c.first_attempt else '-'} | {c.visits:.2f} | "
+                f"{_signed(c.gain if c.in_product else None)} |"
+            )
+    if rep.weakest:
+        out.append("")
+        out.append(
+            "**Weakest links:** "
+            + ", ".join(f"`{_md_escape(c.label)}` ({c.gain:+.3f})" for c in rep.weakest[:3])
+        )
+    if rep.notes:
+        out.append("")
+        out += [f"> {n}" for n in rep.notes]
+    return "\n".join(out) + "\n"
+
+
+# -- JSON ----------------------------------------------------------------------------------------
+
+
+def _est(e: Estimate | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"value": e.value, "low": e.low, "high": e.high, "method": e.method}
+
+
+def report_to_dict(rep: Report) -> dict[str, Any]:
+    """Return the JSON-ready dict of a report (schema ``coordgap.report/1``)."""
+    e = rep.end_to_end
+    return {
+        "schema": SCHEMA,
+        "graph": rep.graph,
+        "basis": rep.basis,
+        "confidence": rep.confidence,
+        "visits_method": rep.visits_method,
+        "end_to_end": {
+            "observed": _est(e.observed),
+            "predicted": _est(e.predicted),
+            "naive": _est(e.naive),
+            "run_errors": _est(e.run_errors),
+            "runs": e.runs,
+            "finished": e.finished,
+            "clean": e.clean,
+            "ok": e.ok,
+            "error": e.error,
+            "interrupted": e.interrupted,
+        },
+        "naive": rep.naive,
+        "gap": rep.gap,
+        "components": [
+            {
+                "kind": c.kind,
+                "name": c.name,
+                "source": c.source,
+                "target": c.target,
+                "executions": c.executions,
+                "failures": c.failures,
+                "reliability": _est(c.reliability),
+                "first_attempt": _est(c.first_attempt),
+                "visits": c.visits,
+                "in_product": c.in_product,
+                "attempts": c.attempts,
+                "attempt_failures": c.attempt_failures,
+                "contract_failures": c.contract_failures,
+                "faults": c.faults,
+                "error_types": dict(c.error_types),
+                "kinds": dict(c.kinds),
+                "targets": dict(c.targets),
+                "gap_share": c.gap_share,
+                "if_perfect": c.if_perfect,
+                "gain": c.gain,
+            }
+            for c in rep.components
+        ],
+        "weakest": [[c.kind, c.name] for c in rep.weakest],
+        "notes": list(rep.notes),
+        "internal_errors": rep.internal_errors,
+    }
+
+
+def render_json(rep: Report, *, indent: int | None = 2) -> str:
+    """Return the report as JSON; :func:`report_from_json` reads it back unchanged.
+
+    Example::
+
+        Path("baseline.json").write_text(render_json(rep))
+    """
+    return json.dumps(report_to_dict(rep), indent=indent, sort_keys=False, allow_nan=False)
+
+
+def _corrupt(why: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"not a readable coordgap report ({why}); write reports with Report.to_json() or "
+        "`coordgap report --format json`, and do not edit them by hand"
+    )
+
+
+def _read_est(data: Any) -> Estimate:
+    if not isinstance(data, Mapping):
+        raise _corrupt("an estimate is not an object")
+    value = data["value"]
+    return Estimate(
+        None if value is None else float(value),
+        float(data["low"]),
+        float(data["high"]),
+        str(data["method"]),
+    )
+
+
+def report_from_dict(data: Mapping[str, Any]) -> Report:
+    """Rebuild a report from :func:`report_to_dict` output (schema checked)."""
+    schema = data.get("schema") if isinstance(data, Mapping) else None
+    if schema != SCHEMA:
+        if isinstance(schema, str) and schema.startswith("coordgap.report/"):
+            raise ConfigurationError(
+                f"this report was written with schema {schema!r}, but this coordgap reads "
+                f"{SCHEMA!r}; install the coordgap version that wrote it, or re-create the "
+                "report from the ledger with this version"
+            )
+        raise _corrupt(f'no "schema": {SCHEMA!r} field')
+    try:
+        comps = []
+        for c in data["components"]:
+            fa = c.get("first_attempt")
+            comps.append(
+                ComponentReport(
+                    kind=c["kind"],
+                    name=str(c["name"]),
+                    executions=int(c["executions"]),
+                    failures=int(c["failures"]),
+                    reliability=_read_est(c["reliability"]),
+                    visits=float(c["visits"]),
+                    in_product=bool(c["in_product"]),
+                    source=c.get("source"),
+                    target=c.get("target"),
+                    first_attempt=None if fa is None else _read_est(fa),
+                    attempts=int(c.get("attempts", 0)),
+                    attempt_failures=int(c.get("attempt_failures", 0)),
+                    contract_failures=int(c.get("contract_failures", 0)),
+                    faults=int(c.get("faults", 0)),
+                    error_types=_proxy(c.get("error_types", {})),
+                    kinds=_proxy(c.get("kinds", {})),
+                    targets=_proxy(c.get("targets", {})),
+                    gap_share=None if c.get("gap_share") is None else float(c["gap_share"]),
+                    if_perfect=None if c.get("if_perfect") is None else float(c["if_perfect"]),
+                    gain=float(c.get("gain", 0.0)),
+                )
+            )
+            if comps[-1].kind not in ("node", "handoff", "router"):
+                raise _corrupt(f"unknown component kind {comps[-1].kind!r}")
+        e = data["end_to_end"]
+        end_to_end = EndToEnd(
+            observed=_read_est(e["observed"]),
+            predicted=_read_est(e["predicted"]),
+            naive=_read_est(e["naive"]),
+            run_errors=_read_est(e["run_errors"]),
+            **{k: int(e[k]) for k in ("runs", "finished", "clean", "ok", "error", "interrupted")},
+        )
+        weakest = [(str(k), str(n)) for k, n in data.get("weakest", [])]
+        known = {(c.kind, c.name) for c in comps}
+        if any(ref not in known for ref in weakest):
+            raise _corrupt("'weakest' names a component that is not in 'components'")
+        return _freeze(
+            graph=str(data["graph"]),
+            basis=data["basis"],
+            confidence=float(data["confidence"]),
+            components=comps,
+            end_to_end=end_to_end,
+            visits_method=data.get("visits_method", "flow"),
+            notes=tuple(str(n) for n in data.get("notes", [])),
+            internal_errors=int(data.get("internal_errors", 0)),
+            weakest=weakest,
+        )
+    except ConfigurationError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _corrupt(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _proxy(data: Any) -> Mapping[str, int]:
+    from types import MappingProxyType
+
+    if not isinstance(data, Mapping):
+        raise _corrupt("a count table is not an object")
+    return MappingProxyType({str(k): int(v) for k, v in data.items()})
+
+
+def report_from_json(text: str | bytes) -> Report:
+    """Rebuild a report from :func:`render_json` output.
+
+    Raises:
+        ConfigurationError: the text is not JSON, not a coordgap report, or
+            uses another schema version; the message says what to do.
+
+    Example::
+
+        rep = report_from_json(Path("baseline.json").read_text())
+    """
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _corrupt(f"invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise _corrupt("the top level is not an object")
+    return report_from_dict(data)
+
+
+# -- Mermaid -----------------------------------------------------------------------------------
+
+
+def _mm(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def render_mermaid(rep: Report, *, threshold: float = 0.95) -> str:
+    """Return a Mermaid flowchart: each node and handoff labelled with its reliability.
+
+    Components below ``threshold`` get the ``failing`` class (nodes, routers)
+    or a red ``linkStyle`` (handoffs); the weakest link gets ``weakest``.
+    Routers are diamonds hanging off their source with a dotted link.
+
+    Example::
+
+        Path("graph.mmd").write_text(coordgap.report(app).to_mermaid(threshold=0.97))
+    """
+    ids: dict[str, str] = {}
+    lines = ["flowchart LR"]
+    failing: list[str] = []
+    weakest_ids: list[str] = []
+    weakest = rep.weakest[0] if rep.weakest else None
+
+    def node_id(name: str) -> str:
+        if name not in ids:
+            ids[name] = f"n{len(ids)}"
+            if name == START:
+                lines.append(f'  {ids[name]}(["START"])')
+            elif name == END:
+                lines.append(f'  {ids[name]}(["END"])')
+            elif name == UNKNOWN_TARGET:
+                lines.append(f'  {ids[name]}[/"invalid route"/]')
+            else:
+                c = rep.nodes.get(name)
+                rel = _f(c.reliability.value) if c else "-"
+                lines.append(f'  {ids[name]}["{_mm(name)}<br/>{rel}"]')
+                if c is not None and _below(c, threshold):
+                    failing.append(ids[name])
+                if c is not None and c is weakest:
+                    weakest_ids.append(ids[name])
+        return ids[name]
+
+    for name in rep.nodes:
+        node_id(name)
+    link_index = 0
+    red_links: list[int] = []
+    for (source, target), c in rep.handoffs.items():
+        a, b = node_id(source), node_id(target)
+        lines.append(f'  {a} -->|"{_f(c.reliability.value)}"| {b}')
+        if _below(c, threshold) or c is weakest:
+            red_links.append(link_index)
+        link_index += 1
+    for i, (name, c) in enumerate(rep.routers.items()):
+        rid = f"r{i}"
+        lines.append(f'  {rid}{{"{_mm(name)}<br/>{_f(c.reliability.value)}"}}')
+        if c.source is not None:
+            lines.append(f"  {node_id(c.source)} -.- {rid}")
+            link_index += 1
+        if _below(c, threshold):
+            failing.append(rid)
+        if c is weakest:
+            weakest_ids.append(rid)
+    lines.append("  classDef failing fill:#fde2e2,stroke:#c62828,color:#8e0000")
+    lines.append("  classDef weakest stroke:#c62828,stroke-width:3px")
+    if failing:
+        lines.append(f"  class {','.join(failing)} failing")
+    if weakest_ids:
+        lines.append(f"  class {','.join(weakest_ids)} weakest")
+    if red_links:
+        lines.append(f"  linkStyle {','.join(map(str, red_links))} stroke:#c62828,stroke-width:2px")
+    return "\n".join(lines) + "\n"
+
+
+def _below(c: ComponentReport, threshold: float) -> bool:
+    return c.reliability.value is not None and c.reliability.value < threshold
+
+
+# -- comparison -----------------------------------------------------------------------------------
+
+
+def render_comparison(cmp: Comparison) -> str:
+    """Return a comparison as text: what got worse first, significant drops marked ``!``.
+
+    Example::
+
+        print(render_comparison(new.compare(old)))
+    """
+    lines = [
+        f"coordgap diff - {cmp.baseline!r} -> {cmp.current!r}: "
+        + (
+            f"{len(cmp.regressions)} significant drop(s)"
+            if cmp.regressed
+            else "no significant drop"
+        ),
+        "",
+    ]
+    rows = []
+    for c in cmp.changes:
+        mark = "!" if c.significant and c.worse else ("+" if c.significant else "")
+        diff = "-" if c.difference is None else f"[{c.difference[0]:+.3f}, {c.difference[1]:+.3f}]"
+        rows.append(
+            [
+                mark,
+                c.kind,
+                c.name,
+                _f(c.old.value),
+                _interval(c.old),
+                _f(c.new.value),
+                _interval(c.new),
+                _signed(c.delta),
+                diff,
+            ]
+        )
+    lines += _table(
+        [
+            "",
+            "kind",
+            "component",
+            "old",
+            "old interval",
+            "new",
+            "new interval",
+            "change",
+            "diff interval",
+        ],
+        rows,
+        [False, False, False, True, False, True, False, True, False],
+    )
+    if cmp.added:
+        lines.append("")
+        lines.append("new components: " + ", ".join(cmp.added))
+    if cmp.removed:
+        lines.append("")
+        lines.append("gone components: " + ", ".join(cmp.removed))
+    return "\n".join(lines) + "\n"

@@ -25,7 +25,8 @@ from coordgap.otlp import configure_otlp
 from . import failing_graphs as fg
 from .servers import Server
 
-pytestmark = pytest.mark.integration
+# One server per session: with xdist, run as `--dist loadgroup` so one worker gets them all.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("phoenix")]
 
 _projects = itertools.count()
 INGEST_TIMEOUT_S = 60.0

@@ -30,7 +30,8 @@ from coordgap.report import report
 
 from . import servers
 
-pytestmark = pytest.mark.integration
+# One fleet per module: with xdist, run as `--dist loadgroup` so one worker gets them all.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("prometheus")]
 
 WORKER = Path(__file__).with_name("fleet_worker.py")
 GRAPH = "fleet-demo"

@@ -270,7 +270,7 @@ def test_sequence_nodes_keep_the_callback_tree() -> None:
     bare = _sequence_graph().compile()
     app = coordgap.instrument(_sequence_graph())
     assert asyncio.run(events(bare)) == asyncio.run(events(app))
-    assert [list(c) for c in bare.stream({"n": 0})] == [list(c) for c in app.stream({"n": 0})]
+    assert asyncio.run(bare.ainvoke({"n": 0})) == asyncio.run(app.ainvoke({"n": 0}))
     seq = coordgap.ledger(app).snapshot().nodes["seq"]
     assert (seq.executions, seq.failures) == (2, 0)
 
@@ -279,6 +279,6 @@ def test_sequence_node_failing_in_a_middle_step_is_one_failed_execution() -> Non
     """An exception in any step of a sequence node is the node's failure, raised unchanged."""
     app = coordgap.instrument(_sequence_graph(fail=True))
     with pytest.raises(ArithmeticError, match="middle step"):
-        app.invoke({"n": 0})
+        asyncio.run(app.ainvoke({"n": 0}))
     seq = coordgap.ledger(app).snapshot().nodes["seq"]
     assert (seq.executions, seq.failures, dict(seq.error_types)) == (1, 1, {"ArithmeticError": 1})

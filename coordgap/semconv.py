@@ -154,5 +154,5 @@ KINDS: Final = ("edge", "join", "conditional", "command", "send")
 ENV_SPANS: Final = "COORDGAP_SPANS"
 """Default span mode when instrument(spans=None): all, failures or off."""
 
-ENV_DISABLED: Final = "COORDGAP_DISABLED"
-"""When set to 1/true, instrument() returns the graph compiled but not instrumented."""
+ENV_RAISE_INTERNAL: Final = "COORDGAP_RAISE_INTERNAL"
+"""When 1/true, coordgap's internal errors are re-raised instead of failing open (our tests)."""

@@ -605,6 +605,7 @@ def assert_reliability(
 
         coordgap.assert_reliability(app, end_to_end=0.90, handoffs=0.97, confidence=0.95)
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     if (
         isinstance(confidence, bool)
         or not isinstance(confidence, (int, float))
@@ -745,6 +746,7 @@ def assert_no_regression(
 
         coordgap.assert_no_regression(app, baseline="tests/reliability-baseline.json")
     """
+    __tracebackhide__ = True
     from .report import Report, report
 
     if isinstance(source, Report):

@@ -1,0 +1,278 @@
+"""assert_reliability, assert_no_regression, capture_events, LedgerScope, merge_snapshots."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+import coordgap
+from coordgap import faults
+from coordgap.events import HandoffOutcome, NodeOutcome, RunOutcome
+from coordgap.ledger import Ledger
+from coordgap.report import report, wilson_interval
+from coordgap.testing import (
+    LedgerScope,
+    assert_no_regression,
+    assert_reliability,
+    capture_events,
+    merge_snapshots,
+)
+
+
+class S(TypedDict):
+    x: int
+
+
+def build(rate: float = 0.0, seed: int = 1) -> Any:
+    b = StateGraph(S)
+    b.add_node("a", lambda s: {"x": s["x"] + 1})
+    b.add_node("b", lambda s: {"x": s["x"] * 2})
+    b.add_edge(START, "a")
+    b.add_edge("a", "b")
+    b.add_edge("b", END)
+    return faults.inject(b, nodes={"b": rate}, seed=seed) if rate else b
+
+
+def drive(app: Any, n: int) -> None:
+    for i in range(n):
+        try:
+            app.invoke({"x": i})
+        except faults.InjectedFault:
+            pass
+
+
+def ledger_with(clean: int, runs: int, graph: str = "g") -> Ledger:
+    """A hand-built ledger: `runs` finished runs of one node, `clean` of them ok."""
+    led = Ledger(graph)
+    for i in range(runs):
+        ok = i < clean
+        led.record(NodeOutcome(graph, "a", ok, 1, True, 0, 1))
+        led.record(HandoffOutcome(graph, "__start__", "a", "edge", True, 0, 1))
+        led.record(RunOutcome(graph, "ok" if ok else "error", ok, 0, 1))
+    return led
+
+
+# -- assert_reliability ----------------------------------------------------------------------
+
+
+def test_passes_only_when_lower_bound_clears() -> None:
+    led = ledger_with(295, 300)  # 0.983, Wilson 95 %: [0.962, 0.993]
+    low, _ = wilson_interval(295, 300)
+    checks = assert_reliability(led, end_to_end=low - 1e-9)
+    assert [c.verdict for c in checks] == ["pass"]
+    with pytest.raises(coordgap.ReliabilityError) as info:
+        assert_reliability(led, end_to_end=low + 1e-6)
+    assert "need about" in str(info.value)
+    assert info.value.checks[0].verdict == "undecided"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    runs=st.integers(min_value=1, max_value=400),
+    data=st.data(),
+    threshold=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_verdict_matches_the_interval(runs: int, data: Any, threshold: float) -> None:
+    clean = data.draw(st.integers(min_value=0, max_value=runs))
+    low, high = wilson_interval(clean, runs, 0.95)
+    try:
+        (check,) = assert_reliability(ledger_with(clean, runs), end_to_end=threshold)
+        assert low >= threshold and check.verdict == "pass"
+    except coordgap.ReliabilityError as exc:
+        (check,) = exc.checks
+        assert low < threshold
+        assert check.verdict == ("fail" if high < threshold else "undecided")
+
+
+def test_more_runs_estimate_is_enough_and_not_wildly_too_much() -> None:
+    led = ledger_with(97, 100)  # 0.97, threshold 0.95: lower bound 0.915
+    with pytest.raises(coordgap.ReliabilityError) as info:
+        assert_reliability(led, end_to_end=0.95)
+    more = info.value.checks[0].more_runs
+    assert more is not None
+    n = 100 + more
+    # at the same observed rate, that many runs decide it; a tenth fewer do not
+    assert wilson_interval(round(0.97 * n), n)[0] >= 0.95 - 1e-3
+    m = 100 + int(more * 0.9)
+    assert wilson_interval(round(0.97 * m), m)[0] < 0.95 + 1e-3
+    assert f"need about {more} more runs to decide at 95 %" in str(info.value)
+
+
+def test_failure_message_marks_offenders_and_states_figures() -> None:
+    app = coordgap.instrument(build(0.3), spans="off", metrics=False)
+    drive(app, 120)
+    with pytest.raises(coordgap.ReliabilityError) as info:
+        assert_reliability(app, end_to_end=0.9, nodes=0.9, handoffs=0.9)
+    text = str(info.value)
+    assert text.startswith("coordgap: reliability below threshold at 95 % confidence")
+    marked = [line for line in text.splitlines() if line.startswith(">>")]
+    assert any("end to end" in line and "FAIL" in line for line in marked)
+    assert any(" b " in line for line in marked)
+    assert not any(" a " in line.split("node")[-1][:4] for line in marked)
+    assert "failed: end to end observed:" in text
+    assert "upper bound" in text
+    assert isinstance(info.value, AssertionError)
+
+
+def test_per_component_thresholds_override_and_unknown_names_are_refused() -> None:
+    app = coordgap.instrument(build(0.3), spans="off", metrics=False)
+    drive(app, 120)
+    checks = assert_reliability(app, nodes=0.9, per={"b": 0.5, ("a", "b"): 0.9})
+    assert {c.component: c.threshold for c in checks if c.kind == "node"} == {"a": 0.9, "b": 0.5}
+    with pytest.raises(coordgap.ConfigurationError, match="Did you mean 'b'"):
+        assert_reliability(app, per={"bb": 0.5})
+    with pytest.raises(coordgap.ConfigurationError, match="no handoff"):
+        assert_reliability(app, per={("b", "a"): 0.5})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"end_to_end": 1.5},
+        {"nodes": -0.1},
+        {"handoffs": 90},
+        {"routers": True},
+        {"per": {"a": 2.0}},
+        {"end_to_end": 0.9, "confidence": 1.0},
+        {"end_to_end": 0.9, "confidence": 0},
+        {"end_to_end": 0.9, "min_runs": -1},
+        {},
+    ],
+)
+def test_bad_thresholds_are_configuration_errors(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(coordgap.ConfigurationError):
+        assert_reliability(ledger_with(10, 10), **kwargs)
+
+
+def test_min_runs_and_no_runs() -> None:
+    with pytest.raises(coordgap.ReliabilityError, match="need 50 more runs"):
+        assert_reliability(ledger_with(50, 50), end_to_end=0.1, min_runs=100)
+    with pytest.raises(coordgap.ReliabilityError, match="no finished runs"):
+        assert_reliability(Ledger("empty"), end_to_end=0.1)
+
+
+def test_accepts_report_snapshot_ledger_and_graph() -> None:
+    app = coordgap.instrument(build(), spans="off", metrics=False)
+    drive(app, 80)
+    led = coordgap.ledger(app)
+    for source in (app, led, led.snapshot(), report(app)):
+        assert assert_reliability(source, end_to_end=0.9, nodes=0.9)
+
+
+def test_audit_reports_are_refused() -> None:
+    rep = (
+        coordgap.audit(build(), nodes={"a": 0.99, "b": 0.99})
+        if hasattr(coordgap, "audit")
+        else None
+    )
+    if rep is None:
+        from coordgap.audit import audit
+
+        rep = audit(build(), nodes={"a": 0.99, "b": 0.99})
+    with pytest.raises(coordgap.ConfigurationError, match="audit"):
+        assert_reliability(rep, end_to_end=0.5)
+
+
+# -- capture_events and LedgerScope --------------------------------------------------------------
+
+
+def test_capture_events_receives_graphs_built_inside_only() -> None:
+    before = coordgap.instrument(build(), spans="off", metrics=False)
+    with capture_events() as events:
+        inside = coordgap.instrument(build(), spans="off", metrics=False)
+        inside.invoke({"x": 1})
+        before.invoke({"x": 1})
+    inside.invoke({"x": 2})  # after the block: not captured
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.count("RunOutcome") == 1
+    assert kinds.count("NodeOutcome") == 2
+    # exactly what a sink passed to instrument() sees
+    seen: list[Any] = []
+    explicit = coordgap.instrument(build(), spans="off", metrics=False, sinks=[seen.append])
+    with capture_events() as again:
+        explicit.invoke({"x": 1})
+    assert again == []
+    assert [type(e).__name__ for e in seen] == kinds
+
+
+def test_capture_events_is_thread_safe() -> None:
+    with capture_events() as events:
+        apps = [coordgap.instrument(build(), spans="off", metrics=False) for _ in range(4)]
+        threads = [threading.Thread(target=drive, args=(app, 10)) for app in apps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sum(isinstance(e, RunOutcome) for e in events) == 40
+
+
+def test_nested_scopes_and_observer_removal() -> None:
+    from coordgap import _instrument
+
+    count = len(_instrument._observers)
+    with LedgerScope() as outer:
+        coordgap.instrument(build(), name="one", spans="off", metrics=False)
+        with LedgerScope() as inner:
+            two = coordgap.instrument(build(), name="two", spans="off", metrics=False)
+    assert [led.graph for led in outer.ledgers] == ["one", "two"]
+    assert [led.graph for led in inner.ledgers] == ["two"]
+    assert len(_instrument._observers) == count
+    drive(two, 3)
+    assert report(inner).end_to_end.finished == 3
+    with pytest.raises(coordgap.ConfigurationError, match="name the one you mean"):
+        outer.ledger()
+    assert outer.snapshot("two").runs.runs == 3
+
+
+def test_merge_snapshots_sums_counts() -> None:
+    a, b = ledger_with(8, 10), ledger_with(5, 6)
+    merged = merge_snapshots([a.snapshot(), b.snapshot()])
+    assert merged.runs.runs == 16 and merged.runs.clean == 13
+    assert merged.nodes["a"].failures == 3
+    assert merged.handoffs[("__start__", "a")].transfers == 16
+    assert report(merged).end_to_end.observed.value == pytest.approx(13 / 16)
+
+
+# -- assert_no_regression ---------------------------------------------------------------------
+
+
+def test_no_regression_against_saved_report(tmp_path: Any) -> None:
+    base = coordgap.instrument(build(0.02), name="agent", spans="off", metrics=False)
+    drive(base, 200)
+    path = tmp_path / "baseline.json"
+    path.write_text(report(base).to_json())
+
+    same = coordgap.instrument(build(0.02, seed=2), name="agent", spans="off", metrics=False)
+    drive(same, 200)
+    assert not assert_no_regression(same, baseline=path).regressed
+
+    worse = coordgap.instrument(build(0.3), name="agent", spans="off", metrics=False)
+    drive(worse, 200)
+    with pytest.raises(coordgap.ReliabilityError) as info:
+        assert_no_regression(worse, baseline=str(path))
+    text = str(info.value)
+    assert "regressed against the baseline" in text
+    assert "regressed: end to end observed" in text
+    assert "regressed: node b" in text
+
+
+def test_missing_baseline_says_how_to_make_one(tmp_path: Any) -> None:
+    with pytest.raises(coordgap.ConfigurationError, match="--coordgap-save-baseline"):
+        assert_no_regression(ledger_with(1, 1), baseline=tmp_path / "nope.json")
+
+
+def test_multi_graph_baseline_file_is_read_per_graph(tmp_path: Any) -> None:
+    from coordgap.testing import load_baseline, write_baseline
+
+    path = tmp_path / "b.json"
+    write_baseline(path, [report(ledger_with(9, 10, "x")), report(ledger_with(3, 10, "y"))])
+    assert load_baseline(path, "y").end_to_end.clean == 3
+    assert not assert_no_regression(ledger_with(9, 10, "x"), baseline=path).regressed
+    with pytest.raises(coordgap.ConfigurationError, match="none for graph 'z'"):
+        load_baseline(path, "z")

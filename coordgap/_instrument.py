@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from . import _compat as lg
 from . import semconv as sc
+from ._failopen import report_internal_error
 from ._intercept import (
     Capture,
     GraphSites,
@@ -185,12 +186,20 @@ def instrument(
     if span_mode != "off":
         from ._spans import SpanRecorder
 
-        span_recorder = SpanRecorder(tracer_provider, span_mode, graph_name)
+        try:
+            span_recorder = SpanRecorder(tracer_provider, span_mode, graph_name)
+        except Exception as exc:
+            # a broken provider costs spans, never the graph
+            report_internal_error("tracer provider", exc, ledger_.count_internal_error)
     histogram = None
     if metrics:
         from ._metrics import register_metrics
 
-        histogram = register_metrics(meter_provider, ledger_)
+        try:
+            histogram = register_metrics(meter_provider, ledger_)
+        except Exception as exc:
+            # a broken provider costs metrics, never the graph
+            report_internal_error("meter provider", exc, ledger_.count_internal_error)
     recorder = Recorder(
         graph=graph_name,
         ledger=ledger_,

@@ -211,7 +211,7 @@ def snapshot_from_prometheus_text(text: str, graph: str | None = None) -> Ledger
             runs["clean"] += n
     return LedgerSnapshot(
         graph=graph,
-        nodes=MappingProxyType({k: NodeStats(**v) for k, v in nodes.items()}),
+        nodes=MappingProxyType({k: NodeStats(**v) for k, v in nodes.items()}),  # type: ignore[arg-type]
         handoffs=MappingProxyType(
             {
                 key: HandoffStats(
@@ -236,7 +236,7 @@ def snapshot_from_prometheus_text(text: str, graph: str | None = None) -> Ledger
                 for name, v in routers.items()
             }
         ),
-        runs=RunStats(**runs),
+        runs=RunStats(**runs),  # type: ignore[arg-type]
         topology=None,
     )
 

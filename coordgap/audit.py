@@ -215,7 +215,7 @@ def _topology(graph: object, name: str | None) -> Topology:
     from ._compat import topology_of  # lazy: LangGraph is only needed for a real graph
 
     graph_name = name or getattr(graph, "name", None) or "LangGraph"
-    return topology_of(graph, graph_name)
+    return topology_of(graph, graph_name)  # type: ignore[arg-type]
 
 
 def _check_rate(what: str, x: object) -> float:

@@ -452,17 +452,15 @@ def _ledger_for(source: object) -> Ledger:
     ledger = getattr(source, "coordgap_ledger", None)
     if isinstance(ledger, Ledger):
         return ledger
+    found: object = None
     try:
         from ._instrument import ledger_of  # lazy: the report must not import LangGraph
-    except ImportError:
-        ledger_of = None
-    if ledger_of is not None:
-        try:
-            found = ledger_of(source)
-        except Exception:
-            found = None
-        if isinstance(found, Ledger):
-            return found
+
+        found = ledger_of(source)
+    except Exception:  # not instrumented (or no interception installed): say so below
+        found = None
+    if isinstance(found, Ledger):
+        return found
     raise ConfigurationError(
         f"{type(source).__name__} carries no coordgap ledger; pass the graph returned by "
         "coordgap.instrument(...), a coordgap Ledger or a LedgerSnapshot"
@@ -544,29 +542,31 @@ def _from_snapshot(
     handoff_keys = list(snap.handoffs)
     if topo is not None:
         seen = set(handoff_keys)
-        for d in topo.handoffs:
-            if (d.source, d.target) not in seen:
-                seen.add((d.source, d.target))
-                handoff_keys.append((d.source, d.target))
+        for dh in topo.handoffs:
+            if (dh.source, dh.target) not in seen:
+                seen.add((dh.source, dh.target))
+                handoff_keys.append((dh.source, dh.target))
     for src, tgt in handoff_keys:
-        h = snap.handoffs.get((src, tgt))
+        hs = snap.handoffs.get((src, tgt))
         name = f"{src} -> {tgt}"
-        if h is None:
+        if hs is None:
             drafts.append(_Draft("handoff", name, 0, 0, False, src, tgt))
             continue
         extra = {
-            "contract_failures": h.contract_failures,
-            "faults": h.faults,
-            "error_types": h.error_types,
-            "kinds": h.kinds,
+            "contract_failures": hs.contract_failures,
+            "faults": hs.faults,
+            "error_types": hs.error_types,
+            "kinds": hs.kinds,
         }
         if tgt == UNKNOWN_TARGET:
             total = out_transfers.get(src, 0)
-            failures = max(0, h.failures - router_failures_at.get(src, 0))
+            failures = max(0, hs.failures - router_failures_at.get(src, 0))
             drafts.append(_Draft("handoff", name, total, failures, failures > 0, src, tgt, extra))
         else:
             drafts.append(
-                _Draft("handoff", name, h.transfers, h.failures, h.transfers > 0, src, tgt, extra)
+                _Draft(
+                    "handoff", name, hs.transfers, hs.failures, hs.transfers > 0, src, tgt, extra
+                )
             )
 
     for name, r in snap.routers.items():
@@ -583,9 +583,9 @@ def _from_snapshot(
             )
         )
     if topo is not None:
-        for d in topo.routers:
-            if d.name not in snap.routers:
-                drafts.append(_Draft("router", d.name, 0, 0, False, d.source, None))
+        for dr in topo.routers:
+            if dr.name not in snap.routers:
+                drafts.append(_Draft("router", dr.name, 0, 0, False, dr.source, None))
 
     for d in drafts:
         # Counts read mid-update (e.g. from a scrape) can show more failures than executions.
@@ -1024,7 +1024,7 @@ def _compare(old: Report, new: Report) -> Comparison:
     new_by = {(c.kind, c.name): c for c in new.components}
 
     def change(
-        kind: str, name: str, a: Estimate, b: Estimate, counts: tuple[int, ...] | None
+        kind: str, name: str, a: Estimate, b: Estimate, counts: tuple[int, int, int, int] | None
     ) -> None:
         delta = None if a.value is None or b.value is None else b.value - a.value
         diff = None
@@ -1050,7 +1050,7 @@ def _compare(old: Report, new: Report) -> Comparison:
         a, b = old_by[ref], new_by[ref]
         if a.reliability.value is None or b.reliability.value is None:
             continue
-        counts = None
+        counts: tuple[int, int, int, int] | None = None
         if a.reliability.method == "wilson" and b.reliability.method == "wilson":
             counts = (
                 a.executions - a.failures,

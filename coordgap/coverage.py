@@ -174,11 +174,10 @@ class FailedRoute:
 
     @property
     def label(self) -> str:
-        """``source → target`` with ``?`` for an unknown target, or the router's name."""
-        if self.router is not None:
-            return f"router {self.router} ({self.source})"
+        """``source → target`` (``?`` for an unknown target), with the router if one failed."""
         target = "?" if self.target == UNKNOWN_TARGET else self.target
-        return f"{self.source} → {target}"
+        via = f" (router {self.router})" if self.router is not None else ""
+        return f"{self.source} → {target}{via}"
 
 
 @dataclass(frozen=True)
@@ -597,15 +596,28 @@ def _coverage_of(obs: _Observed) -> Coverage:
     edges = tuple(edge_of(key, kinds) for key, kinds in declared.items())
     drift: list[EdgeCoverage] = []
     failed: list[FailedRoute] = []
+    # A router's failure is also recorded as a handoff to __unknown__ out of its source:
+    # list it once, named by the router.
+    router_errors: dict[tuple[str, str], list[list[Any]]] = {}
+    for name, r in obs.routers.items():
+        for et, n in r.error_types.items():
+            router_errors.setdefault((r.source, et), []).append([name, n])
     for key, h in obs.handoffs.items():
         src, tgt = key
         if tgt == UNKNOWN_TARGET:
-            for et, n in sorted(h.error_types.items()):
-                failed.append(FailedRoute(src, tgt, et, n, tuple(sorted(h.kinds))))
-            if not h.error_types and h.failures:
-                failed.append(
-                    FailedRoute(src, tgt, ERROR_INVALID_ROUTE, h.failures, tuple(sorted(h.kinds)))
-                )
+            kinds = tuple(sorted(h.kinds))
+            errors = dict(h.error_types) or (
+                {ERROR_INVALID_ROUTE: h.failures} if h.failures else {}
+            )
+            for et, n in sorted(errors.items()):
+                for entry in router_errors.get((src, et), ()):
+                    taken = min(n, entry[1])
+                    if taken > 0:
+                        failed.append(FailedRoute(src, tgt, et, taken, kinds, entry[0]))
+                        entry[1] -= taken
+                        n -= taken
+                if n > 0:
+                    failed.append(FailedRoute(src, tgt, et, n, kinds))
             continue
         undelivered = h.error_types.get(ERROR_UNDELIVERED, 0)
         if undelivered:
@@ -616,11 +628,10 @@ def _coverage_of(obs: _Observed) -> Coverage:
         e = edge_of(key, declared.get(key, ()))
         if e.undeclared_kinds:
             drift.append(e)
-    for name, r in obs.routers.items():
-        for et, n in sorted(r.error_types.items()):
-            # Invalid routes are already listed under their __unknown__ handoff.
-            if et != ERROR_INVALID_ROUTE:
-                failed.append(FailedRoute(r.source, UNKNOWN_TARGET, et, n, ("conditional",), name))
+    for (src, et), entries in router_errors.items():
+        for name, n in entries:
+            if n > 0:  # a router failure with no matching handoff record
+                failed.append(FailedRoute(src, UNKNOWN_TARGET, et, n, ("conditional",), name))
     drift.sort(key=lambda e: (-e.transfers, e.source, e.target))
     failed.sort(key=lambda f: (-f.count, f.source, f.error_type))
     return Coverage(
@@ -634,3 +645,77 @@ def _coverage_of(obs: _Observed) -> Coverage:
         unmapped_routers=tuple(unmapped),
         has_topology=topo is not None,
     )
+
+
+# -- collecting every instrumented graph of a process (the pytest option) -------------------
+
+
+class _Collector:
+    """Holds every ledger created while active, to report coverage per graph at the end.
+
+    Ledgers are held strongly (a ledger is a few dictionaries; it does not keep
+    its graph alive), because a graph built inside a test is gone by the time
+    the session ends. :meth:`checkpoint` folds the current counts in with
+    ``max``, so counts that a later ``Ledger.reset()`` zeroes still count as
+    exercised.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self.active = False
+        self._ledgers: dict[int, Ledger] = {}
+        self._seen: dict[int, _Observed] = {}
+
+    def start(self) -> None:
+        from .ledger import _LEDGERS
+
+        with self._lock:
+            self.active = True
+            for ledger in list(_LEDGERS):  # graphs built before the session started
+                self._ledgers.setdefault(id(ledger), ledger)
+
+    def add(self, ledger: Ledger) -> None:
+        with self._lock:
+            if self.active:
+                self._ledgers.setdefault(id(ledger), ledger)
+
+    def checkpoint(self) -> None:
+        with self._lock:
+            ledgers = list(self._ledgers.items())
+        for key, ledger in ledgers:
+            obs = _Observed.of(ledger.snapshot())
+            with self._lock:
+                old = self._seen.get(key)
+                self._seen[key] = obs if old is None else old.combine(obs, "max")
+
+    def stop(self) -> list[Coverage]:
+        """Return one Coverage per distinct graph (name and topology), and forget everything."""
+        self.checkpoint()
+        with self._lock:
+            seen = list(self._seen.values())
+            self.active = False
+            self._ledgers.clear()
+            self._seen.clear()
+        groups: dict[tuple[str, Topology | None], _Observed] = {}
+        for obs in seen:
+            key = (obs.graph, obs.topology)
+            groups[key] = obs if key not in groups else groups[key].combine(obs, "sum")
+        out: list[Coverage] = []
+        names: dict[str, int] = {}
+        for (graph, _topo), obs in sorted(groups.items(), key=lambda kv: kv[0][0]):
+            names[graph] = names.get(graph, 0) + 1
+            if names[graph] > 1:  # two different graphs under one name
+                obs.graph = f"{graph} #{names[graph]}"
+            out.append(_coverage_of(obs))
+        return out
+
+
+_COLLECTOR = _Collector()
+
+
+def _collect(ledger: Ledger) -> None:
+    """Called by instrument() for every new ledger; a no-op unless a session collects."""
+    if _COLLECTOR.active:
+        _COLLECTOR.add(ledger)

@@ -1,0 +1,173 @@
+"""The graph-coverage options of coordgap's pytest plugin.
+
+``--coordgap-coverage`` prints, at the end of the session, the graph coverage
+of every graph instrumented during it (nodes, declared edges, router targets
+exercised at least once; undeclared transitions; failed routes), like
+code-coverage tools do for lines. ``--coordgap-coverage-fail-under=90`` fails
+the session when the total is below 90 %, and
+``--coordgap-coverage-file=PATH`` writes the result as JSON for CI. Either of
+the two implies the first.
+
+The plugin (``coordgap/pytest_plugin.py``) calls :func:`addoption` from its
+``pytest_addoption`` and :func:`configure` from its ``pytest_configure``; this
+module can also be loaded on its own with ``-p coordgap._coverage_pytest``.
+Both functions are idempotent.
+
+Limits: counts are combined per process (under pytest-xdist each worker
+reports its own graphs); graphs are told apart by name and declared topology.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .coverage import _COLLECTOR, Coverage
+
+__all__ = ["CoveragePlugin", "addoption", "configure", "total_of"]
+
+PLUGIN_NAME = "coordgap-coverage"
+_JSON_SCHEMA = "coordgap.coverage-session/1"
+
+
+def addoption(parser: Any) -> None:
+    """Add the coverage options to the ``coordgap`` option group (call from pytest_addoption)."""
+    group = parser.getgroup("coordgap", "coordgap: compounded reliability of LangGraph agents")
+    try:
+        group.addoption(
+            "--coordgap-coverage",
+            action="store_true",
+            default=False,
+            help="report the graph coverage (nodes, edges, router targets exercised; drift) "
+            "of every graph instrumented during the session",
+        )
+    except ValueError:  # already added (the plugin and -p coordgap._coverage_pytest)
+        return
+    group.addoption(
+        "--coordgap-coverage-fail-under",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="fail the session when the total graph coverage is below PERCENT "
+        "(implies --coordgap-coverage)",
+    )
+    group.addoption(
+        "--coordgap-coverage-file",
+        default=None,
+        metavar="PATH",
+        help="write the graph coverage as JSON to PATH (implies --coordgap-coverage)",
+    )
+
+
+def configure(config: Any) -> None:
+    """Start collecting when an option asks for coverage (call from pytest_configure)."""
+    opt = config.option
+    wanted = (
+        getattr(opt, "coordgap_coverage", False)
+        or getattr(opt, "coordgap_coverage_fail_under", None) is not None
+        or getattr(opt, "coordgap_coverage_file", None) is not None
+    )
+    if not wanted or config.pluginmanager.has_plugin(PLUGIN_NAME):
+        return
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: coverage is per process, reported by each run without xdist
+    config.pluginmanager.register(CoveragePlugin(config), PLUGIN_NAME)
+
+
+# Loaded on its own with -p coordgap._coverage_pytest, the module is its own plugin.
+pytest_addoption = addoption
+pytest_configure = configure
+
+
+def total_of(coverages: list[Coverage]) -> tuple[int, int, float]:
+    """Return (covered, declared, percent) over every graph: nodes and declared edges."""
+    covered = sum(c.total.covered for c in coverages)
+    total = sum(c.total.total for c in coverages)
+    return covered, total, 100.0 * covered / total if total else 100.0
+
+
+class CoveragePlugin:
+    """Collects ledgers for the session; reports, gates and writes JSON at its end."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.fail_under: float | None = config.option.coordgap_coverage_fail_under
+        self.path: str | None = config.option.coordgap_coverage_file
+        self.coverages: list[Coverage] | None = None
+        self.failed = False
+        _COLLECTOR.start()
+
+    def pytest_runtest_teardown(self, item: Any) -> None:
+        # Fold counts in after each test: a later Ledger.reset() must not erase them.
+        _COLLECTOR.checkpoint()
+
+    def pytest_sessionfinish(self, session: Any, exitstatus: int) -> None:
+        self.coverages = _COLLECTOR.stop()
+        covered, total, percent = total_of(self.coverages)
+        if self.path:
+            data = {
+                "schema": _JSON_SCHEMA,
+                "percent": round(percent, 3),
+                "covered": covered,
+                "total": total,
+                "fail_under": self.fail_under,
+                "graphs": [c.to_dict() for c in self.coverages],
+            }
+            Path(self.path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        if self.fail_under is not None and percent < self.fail_under:
+            self.failed = True
+            if session.exitstatus == 0:
+                import pytest
+
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        tr = terminalreporter
+        coverages = self.coverages or []
+        tr.write_sep("-", "coordgap graph coverage")
+        if not coverages:
+            tr.write_line("no graph was instrumented with coordgap during this session")
+        width = max([len(c.graph) for c in coverages] + [5])
+        tr.write_line(
+            f"{'graph':<{width}}  {'runs':>6}  {'nodes':>7}  {'edges':>7}  {'routes':>7}"
+            f"  {'cover':>6}  {'drift':>5}  missing"
+        )
+        for c in coverages:
+            n, e, r = c.node_coverage, c.edge_coverage, c.router_target_coverage
+            missing = [*c.missed_nodes, *(m.label for m in c.missed_edges)]
+            shown = ", ".join(missing[:4]) + (
+                f", +{len(missing) - 4} more" if len(missing) > 4 else ""
+            )
+            tr.write_line(
+                f"{c.graph:<{width}}  {c.runs:>6}  {n.covered:>3}/{n.total:<3}  "
+                f"{e.covered:>3}/{e.total:<3}  {r.covered:>3}/{r.total:<3}  "
+                f"{c.percent:>5.1f}%  {len(c.drift):>5}  {shown}"
+            )
+        covered, total, percent = total_of(coverages)
+        tr.write_line(
+            f"{'TOTAL':<{width}}  {covered}/{total} declared nodes and edges: {percent:.1f}%"
+        )
+        for c in coverages:
+            for d in c.drift:
+                tr.write_line(
+                    f"drift in {c.graph}: {d.label} ({', '.join(d.undeclared_kinds)}): {d.cause}"
+                )
+            for f in c.failed_routes:
+                tr.write_line(f"failed route in {c.graph}: {f.label} {f.error_type} x{f.count}")
+        if self.path:
+            tr.write_line(f"graph coverage JSON written to {self.path}")
+        if self.fail_under is not None:
+            if self.failed:
+                tr.write_line(
+                    f"FAIL Required graph coverage of {self.fail_under:g}% not reached. "
+                    f"Total coverage: {percent:.2f}%",
+                    red=True,
+                    bold=True,
+                )
+            else:
+                tr.write_line(
+                    f"Required graph coverage of {self.fail_under:g}% reached. "
+                    f"Total coverage: {percent:.2f}%",
+                    green=True,
+                )

@@ -1,0 +1,295 @@
+"""What-if planning: the model's math (hypothesis properties), recommend, the CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import coordgap
+from coordgap.audit import audit
+from coordgap.errors import ConfigurationError
+from coordgap.events import NodeOutcome, RunOutcome
+from coordgap.ledger import Ledger
+from coordgap.report import Report, report
+from coordgap.semconv import END, START
+from coordgap.topology import DeclaredHandoff, Topology
+from coordgap.whatif import recommend, retried, what_if, what_if_command
+
+PROPS = settings(max_examples=60, deadline=None, derandomize=True)
+DESIGN = {"retrieve": 0.98, "analyze": 0.96, "cross_check": 0.97, "synthesize": 0.95}
+
+
+def chain(names: list[str]) -> Topology:
+    hops = [START, *names, END]
+    return Topology(
+        graph="chain",
+        nodes=tuple(names),
+        handoffs=tuple(DeclaredHandoff(a, b, "edge") for a, b in itertools.pairwise(hops)),
+    )
+
+
+def audited(nodes: dict[str, float], handoffs: float | dict) -> Report:
+    return audit(chain(list(nodes)), nodes=nodes, handoffs=handoffs)
+
+
+def design() -> Report:
+    return audited(DESIGN, 0.97)
+
+
+rates = st.floats(min_value=0.05, max_value=1.0)
+chains = st.lists(rates, min_size=1, max_size=5).flatmap(
+    lambda ns: st.tuples(st.just(ns), st.lists(rates, min_size=len(ns) - 1, max_size=len(ns) - 1))
+)
+
+
+def from_rates(ns: list[float], hs: list[float]) -> Report:
+    names = [f"n{i}" for i in range(len(ns))]
+    handoffs = {(a, b): r for (a, b), r in zip(itertools.pairwise(names), hs, strict=True)}
+    return audited(dict(zip(names, ns, strict=True)), handoffs)
+
+
+# -- the design's numbers -------------------------------------------------------------
+
+
+def test_design_numbers_and_one_change_each() -> None:
+    rep = design()
+    assert rep.predicted == pytest.approx(0.867 * 0.97**3, abs=1e-3)
+    w = what_if(
+        rep,
+        retries={"analyze": 3},
+        perfect=["retrieve→analyze"],
+        reliability={"synthesize": 0.99},
+    )
+    after = 0.98 * retried(0.96, 3) * 0.97 * 0.99 * 0.97**2
+    assert w.predicted == pytest.approx(after)
+    assert w.naive == pytest.approx(0.98 * retried(0.96, 3) * 0.97 * 0.99)
+    assert w.gap == pytest.approx(w.naive - after)
+    by = {c.kind: c for c in w.changes}
+    assert by["retries"].after == pytest.approx(1 - 0.04**3)
+    assert by["retries"].predicted == pytest.approx(rep.predicted / 0.96 * (1 - 0.04**3))
+    assert by["perfect"].predicted == pytest.approx(rep.predicted / 0.97)
+    assert by["perfect"].delta_gap == pytest.approx(rep.predicted - by["perfect"].predicted)
+    assert by["reliability"].delta_predicted == pytest.approx(rep.predicted * (0.99 / 0.95 - 1))
+    assert w.delta_predicted == pytest.approx(after - rep.predicted)
+    assert any("independent" in a for a in w.assumptions)
+    text = w.to_text()
+    assert "analyze with 3 attempts" in text and "retrieve→analyze perfect" in text
+    json.dumps(w.to_dict())
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["retrieve→analyze", "retrieve->analyze", " retrieve -> analyze ", ("retrieve", "analyze")],
+)
+def test_handoff_spellings_are_the_same_component(name: object) -> None:
+    w = what_if(design(), perfect=[name])  # type: ignore[list-item]
+    assert w.predicted == pytest.approx(design().predicted / 0.97)
+
+
+def test_unknown_names_and_bad_values_are_configuration_errors() -> None:
+    rep = design()
+    with pytest.raises(ConfigurationError, match="known: analyze"):
+        what_if(rep, perfect=["analyse"])
+    with pytest.raises(ConfigurationError, match="retries apply to nodes"):
+        what_if(rep, retries={"retrieve->analyze": 2})
+    with pytest.raises(ConfigurationError, match="attempts >= 1"):
+        what_if(rep, retries={"analyze": 0})
+    with pytest.raises(ConfigurationError, match="between 0 and 1"):
+        what_if(rep, reliability={"analyze": 1.2})
+    with pytest.raises(ConfigurationError, match="path from retrieve to analyze"):
+        what_if(rep, fallback={"retrieve->analyze": "analyze->retrieve"})
+    with pytest.raises(ConfigurationError, match="no measured reliability for node 'cache'"):
+        what_if(rep, fallback={"retrieve->analyze": "retrieve->cache->analyze"})
+
+
+def test_fallback_adds_its_alternative_path() -> None:
+    rep = design()
+    w = what_if(rep, fallback={"analyze": 0.9})
+    assert w.changes[0].after == pytest.approx(0.96 + 0.04 * 0.9)
+    alt = what_if(
+        rep,
+        fallback={"retrieve->analyze": "retrieve->cache->analyze"},
+        reliability={"cache": 0.99, "retrieve->cache": 0.98},
+    )
+    r_alt = 0.99 * 0.98  # cache->analyze is neither measured nor given: not modelled (1)
+    assert alt.changes[0].after == pytest.approx(0.97 + 0.03 * r_alt)
+    assert alt.predicted == pytest.approx(rep.predicted / 0.97 * (0.97 + 0.03 * r_alt))
+
+
+def test_retries_use_the_measured_first_attempt_reliability() -> None:
+    ledger = Ledger("g", chain(["a"]))
+    for i in range(100):
+        if i < 90:
+            ledger.record(NodeOutcome("g", "a", True, 1, True, 0, 1))
+        else:
+            ledger.record(NodeOutcome("g", "a", False, 1, False, 0, 1, error_type="E"))
+            ok = i < 98
+            ledger.record(NodeOutcome("g", "a", ok, 2, True, 0, 1, error_type=None if ok else "E"))
+        ledger.record(RunOutcome("g", "ok" if i < 98 else "error", i < 98, 0, 1))
+    rep = report(ledger)
+    assert rep.nodes["a"].reliability.value == pytest.approx(0.98)
+    assert rep.nodes["a"].first_attempt.value == pytest.approx(0.90)  # type: ignore[union-attr]
+    w = what_if(rep, retries={"a": 3})
+    assert w.changes[0].after == pytest.approx(1 - 0.1**3)
+    # One attempt is a what-if too: the node without its current retries.
+    assert what_if(rep, retries={"a": 1}).predicted == pytest.approx(0.90)
+    # The what-if report is a full report: every renderer works on it.
+    assert "a" in w.report.to_text(color=False) and w.report.basis == "audit"
+
+
+def test_live_report_of_the_research_agent() -> None:
+    from research_agent import research_agent
+
+    app = coordgap.instrument(research_agent(fallback_every=4), name="research")
+    for i in range(12):
+        app.invoke({"run": i})
+    rep = coordgap.report(app)
+    assert rep.predicted == pytest.approx(1.0)
+    w = what_if(rep, reliability={"synthesize": 0.9, "cross_check->retrieve": 0.5})
+    v = rep.handoffs[("cross_check", "retrieve")].visits
+    assert v > 0
+    assert w.predicted == pytest.approx(0.9 ** rep.nodes["synthesize"].visits * 0.5**v)
+
+
+# -- properties -------------------------------------------------------------------------
+
+
+@PROPS
+@given(chains, st.data())
+def test_more_retries_never_lower_the_prediction(rs: tuple, data: st.DataObject) -> None:
+    rep = from_rates(*rs)
+    node = data.draw(st.sampled_from(sorted(rep.nodes)))
+    k1 = data.draw(st.integers(1, 6))
+    k2 = data.draw(st.integers(k1, 8))
+    low = what_if(rep, retries={node: k1}).predicted
+    high = what_if(rep, retries={node: k2}).predicted
+    assert high >= low - 1e-12
+    assert what_if(rep, retries={node: 1}).predicted == pytest.approx(rep.predicted)
+
+
+@PROPS
+@given(chains, st.data())
+def test_perfect_components_give_the_product_of_the_rest(rs: tuple, data: st.DataObject) -> None:
+    ns, hs = rs
+    rep = from_rates(ns, hs)
+    names = [f"n{i}" for i in range(len(ns))]
+    comps = [*names, *(f"{a}->{b}" for a, b in itertools.pairwise(names))]
+    chosen = data.draw(st.lists(st.sampled_from(comps), unique=True))
+    rest = [r for n, r in zip(comps, [*ns, *hs], strict=True) if n not in chosen]
+    w = what_if(rep, perfect=chosen)
+    assert w.predicted == pytest.approx(math.prod(rest))
+    assert w.report.predicted == w.predicted  # report.py's own product agrees
+
+
+@PROPS
+@given(chains, st.floats(0.5, 1.0))
+def test_recommend_reaches_the_target_under_its_own_model(rs: tuple, target: float) -> None:
+    rep = from_rates(*rs)
+    plan = recommend(rep, target)
+    if not plan.steps:
+        assert rep.predicted >= target - 1e-9 or not plan.reached
+    after = what_if(rep, **plan.as_kwargs())
+    assert after.predicted == pytest.approx(plan.after)
+    assert plan.reached == (plan.after >= target - 1e-9)
+    costs = [s.cost for s in plan.steps]
+    assert costs == sorted(costs)  # cheapest first
+    assert plan.cost == pytest.approx(sum(costs))
+
+
+def brute_force_cost(rep: Report, target: float, max_attempts: int = 5) -> float | None:
+    """The cheapest plan by enumerating every combination (small graphs only)."""
+    groups = []
+    for c in rep.components:
+        if not (c.in_product and c.visits > 0):
+            continue
+        r = c.reliability.value
+        opts = [(0.0, {})]
+        if c.kind == "node":
+            for k in range(2, max_attempts + 1):
+                if retried(r, k) > r:
+                    opts.append((k - 1.0, {"retries": {c.name: k}}))
+        elif r < 1:
+            opts.append((3.0, {"perfect": [(c.source, c.target)]}))
+        groups.append(opts)
+    best = None
+    for combo in itertools.product(*groups):
+        cost = sum(o[0] for o in combo)
+        if best is not None and cost >= best:
+            continue
+        kw: dict = {"retries": {}, "perfect": []}
+        for _, o in combo:
+            kw["retries"].update(o.get("retries", {}))
+            kw["perfect"] += o.get("perfect", [])
+        if what_if(rep, **kw).predicted >= target - 1e-9:
+            best = cost
+    return best
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    st.lists(st.floats(0.5, 1.0), min_size=1, max_size=3).flatmap(
+        lambda ns: st.tuples(
+            st.just(ns), st.lists(st.floats(0.5, 1.0), min_size=len(ns) - 1, max_size=len(ns) - 1)
+        )
+    ),
+    st.floats(0.6, 0.999),
+)
+def test_recommend_is_the_cheapest_plan(rs: tuple, target: float) -> None:
+    rep = from_rates(*rs)
+    plan = recommend(rep, target)
+    best = brute_force_cost(rep, target)
+    if best is None:
+        assert not plan.reached
+    else:
+        assert plan.reached and plan.cost == pytest.approx(best)
+
+
+def test_recommend_on_the_design_agent() -> None:
+    rep = design()
+    plan = recommend(rep, 0.95)
+    assert plan.reached and plan.after >= 0.95
+    assert all(s.kind in ("retries", "harden") for s in plan.steps)
+    assert "plan reaches 0.950" in plan.to_text()
+    assert recommend(rep, 0.5).steps == ()  # already there
+    json.dumps(plan.to_dict())
+
+
+def test_recommend_cannot_fix_a_node_that_always_fails() -> None:
+    rep = audited({"a": 0.0, "b": 0.9}, 0.9)
+    plan = recommend(rep, 0.5)
+    assert not plan.reached and plan.after == 0.0
+    with pytest.raises(ConfigurationError):
+        recommend(rep, 0.0)
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def test_cli_what_if_on_a_saved_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(design().to_json())
+    code = what_if_command(
+        [str(path), "--retries", "analyze=3", "--perfect", "retrieve->analyze", "--target", "0.95"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "analyze with 3 attempts" in out and "plan reaches 0.950" in out
+    code = what_if_command([str(path), "--reliability", "synthesize=0.99", "-f", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["what_if"]["after"]["predicted"] == pytest.approx(design().predicted * 0.99 / 0.95)
+
+
+def test_cli_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(design().to_json())
+    assert what_if_command([str(path), "--retries", "analyze"]) == 2
+    assert what_if_command([str(path), "--retries", "nope=2"]) == 2
+    assert what_if_command([str(tmp_path / "missing.json")]) == 2
+    assert "error" in capsys.readouterr().err

@@ -518,8 +518,8 @@ def coverage(source: object) -> Coverage:
 
     Args:
         source: a :class:`~coordgap.ledger.LedgerSnapshot`, a
-            :class:`~coordgap.ledger.Ledger`, or a graph returned by
-            ``coordgap.instrument(...)``.
+            :class:`~coordgap.ledger.Ledger`, a graph returned by
+            ``coordgap.instrument(...)``, or a report that keeps its snapshot.
 
     A snapshot without a topology (e.g. rebuilt from Prometheus) has nothing
     declared to compare with: every observed transition is listed, none is
@@ -544,6 +544,14 @@ def _snapshot_of(source: object) -> LedgerSnapshot:
         return source
     if isinstance(source, Ledger):
         return source.snapshot()
+    kept = getattr(source, "snapshot", None)  # a Report that keeps the snapshot it was built from
+    if isinstance(kept, LedgerSnapshot):
+        return kept
+    if type(source).__name__ == "Report":
+        raise ConfigurationError(
+            "this report carries no ledger snapshot (it was audited or loaded from JSON); "
+            "pass the instrumented graph, its Ledger or a LedgerSnapshot to coverage()"
+        )
     try:
         from ._instrument import ledger_of  # lazy: coverage itself needs no LangGraph
     except ImportError:  # pragma: no cover - langgraph is a hard dependency

@@ -168,12 +168,12 @@ class Recorder:
     def emit(self, event: Event) -> None:
         try:
             self.ledger.record(event)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.internal_error("ledger", exc)
         for sink in self.sinks:
             try:
                 sink(event)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.internal_error(f"sink {sink!r}", exc)
 
     def error_type(self, exc_or_name: BaseException | str) -> str:
@@ -181,9 +181,10 @@ class Recorder:
         name = exc_or_name if isinstance(exc_or_name, str) else type(exc_or_name).__name__
         if name in self._error_types:
             return name
-        if len(self._error_types) < _MAX_ERROR_TYPES:
-            self._error_types.add(name)
-            return name
+        with self._threads_lock:  # check-and-add must be atomic, or threads overshoot the cap
+            if name in self._error_types or len(self._error_types) < _MAX_ERROR_TYPES:
+                self._error_types.add(name)
+                return name
         return sc.OTHER_ERROR_TYPE
 
     def failed(self, run: _Run | None, event: NodeOutcome | HandoffOutcome | RouterOutcome) -> None:
@@ -192,7 +193,7 @@ class Recorder:
         if self.spans is not None:
             try:
                 self.spans.failure(run, event)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.internal_error("spans", exc)
 
     def record_duration(self, node: str, ok: bool, seconds: float) -> None:
@@ -222,14 +223,14 @@ class Recorder:
         if self.spans is not None:
             try:
                 self.spans.run_start(run)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.internal_error("spans", exc)
         return run
 
     def end_run(self, run: _Run, exc: BaseException | None, abandoned: bool = False) -> None:
         try:
             self._end_run(run, exc, abandoned)
-        except Exception as inner:  # noqa: BLE001
+        except Exception as inner:
             self.internal_error("end of run", inner)
 
     def _end_run(self, run: _Run, exc: BaseException | None, abandoned: bool) -> None:
@@ -362,7 +363,7 @@ async def _aclose(inner: Any) -> None:
     if close is not None:
         try:
             await close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -505,7 +506,7 @@ class NodeProbe(Runnable[Any, Any]):
             return self._begin_unguarded(input, config)
         except ContractViolation:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.site.graph.recorder.internal_error(f"node {self.site.name}", exc)
             return None
 
@@ -519,7 +520,7 @@ class NodeProbe(Runnable[Any, Any]):
         if call.attempt > 1:
             delivered = ()  # delivered on the first attempt already
         if rec.live:
-            call.span, call.token = rec.spans.node_start(site.name, now)
+            call.span, call.token = rec.spans.node_start(site.name, now, call.attempt, call.step)
         violation: ContractViolation | None = None
         faulted = False
         if self.corrupt is not None and delivered:
@@ -599,7 +600,7 @@ class NodeProbe(Runnable[Any, Any]):
             return
         try:
             self._fail_unguarded(call, exc, config)
-        except Exception as inner:  # noqa: BLE001
+        except Exception as inner:
             self.site.graph.recorder.internal_error(f"node {self.site.name}", inner)
 
     def _fail_unguarded(self, call: _Call, exc: BaseException, config: Any) -> None:
@@ -644,7 +645,7 @@ class NodeProbe(Runnable[Any, Any]):
             self._finish_unguarded(call, output)
         except ContractViolation:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.site.graph.recorder.internal_error(f"node {self.site.name}", exc)
 
     def _finish_unguarded(self, call: _Call, output: Any) -> None:
@@ -671,7 +672,7 @@ class NodeProbe(Runnable[Any, Any]):
             rec.ledger.node_ok(site.name, call.attempt, end - call.start_ns)
             rec.record_duration(site.name, True, (end - call.start_ns) / 1e9)
             if call.span is not None:
-                rec.spans.node_end_ok(call.span, call.token, call.attempt, call.step, end)
+                rec.spans.node_end_ok(call.span, call.token, end)
                 call.span = None
             return
         event = NodeOutcome(
@@ -780,7 +781,7 @@ def _accumulate(final: Any, chunk: Any, started: bool) -> Any:
         return chunk
     try:
         return final + chunk
-    except Exception:  # noqa: BLE001 - not addable: the last chunk is the output
+    except Exception:
         return chunk
 
 
@@ -914,7 +915,7 @@ class StartProbe(Runnable[Any, Any]):
             now = _time_ns()
             for target in self.targets:
                 self.graph.route(run, self.source, target, "edge", now)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.graph.recorder.internal_error("entry", exc)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -1005,7 +1006,7 @@ class RouterProbe(Runnable[Any, Any]):
             )
             rec.emit(handoff)
             rec.failed(run, handoff)
-        except Exception as inner:  # noqa: BLE001
+        except Exception as inner:
             self.graph.recorder.internal_error(f"router {self.router}", inner)
 
     def _routed(self, result: Any, start: int) -> None:
@@ -1046,7 +1047,7 @@ class RouterProbe(Runnable[Any, Any]):
             rec.emit(event)
             if not ok:
                 rec.failed(run, event)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.graph.recorder.internal_error(f"router {self.router}", exc)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:

@@ -168,12 +168,12 @@ class Recorder:
     def emit(self, event: Event) -> None:
         try:
             self.ledger.record(event)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self.internal_error("ledger", exc)
         for sink in self.sinks:
             try:
                 sink(event)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 self.internal_error(f"sink {sink!r}", exc)
 
     def error_type(self, exc_or_name: BaseException | str) -> str:
@@ -193,7 +193,7 @@ class Recorder:
         if self.spans is not None:
             try:
                 self.spans.failure(run, event)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 self.internal_error("spans", exc)
 
     def record_duration(self, node: str, ok: bool, seconds: float) -> None:
@@ -223,14 +223,14 @@ class Recorder:
         if self.spans is not None:
             try:
                 self.spans.run_start(run)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 self.internal_error("spans", exc)
         return run
 
     def end_run(self, run: _Run, exc: BaseException | None, abandoned: bool = False) -> None:
         try:
             self._end_run(run, exc, abandoned)
-        except Exception as inner:
+        except Exception as inner:  # noqa: BLE001
             self.internal_error("end of run", inner)
 
     def _end_run(self, run: _Run, exc: BaseException | None, abandoned: bool) -> None:
@@ -363,7 +363,7 @@ async def _aclose(inner: Any) -> None:
     if close is not None:
         try:
             await close()
-        except Exception:
+        except Exception:  # noqa: BLE001
             pass
 
 
@@ -506,7 +506,7 @@ class NodeProbe(Runnable[Any, Any]):
             return self._begin_unguarded(input, config)
         except ContractViolation:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self.site.graph.recorder.internal_error(f"node {self.site.name}", exc)
             return None
 
@@ -600,7 +600,7 @@ class NodeProbe(Runnable[Any, Any]):
             return
         try:
             self._fail_unguarded(call, exc, config)
-        except Exception as inner:
+        except Exception as inner:  # noqa: BLE001
             self.site.graph.recorder.internal_error(f"node {self.site.name}", inner)
 
     def _fail_unguarded(self, call: _Call, exc: BaseException, config: Any) -> None:
@@ -645,7 +645,7 @@ class NodeProbe(Runnable[Any, Any]):
             self._finish_unguarded(call, output)
         except ContractViolation:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self.site.graph.recorder.internal_error(f"node {self.site.name}", exc)
 
     def _finish_unguarded(self, call: _Call, output: Any) -> None:
@@ -781,7 +781,7 @@ def _accumulate(final: Any, chunk: Any, started: bool) -> Any:
         return chunk
     try:
         return final + chunk
-    except Exception:
+    except Exception:  # noqa: BLE001 - not addable: the last chunk is the output
         return chunk
 
 
@@ -915,7 +915,7 @@ class StartProbe(Runnable[Any, Any]):
             now = _time_ns()
             for target in self.targets:
                 self.graph.route(run, self.source, target, "edge", now)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self.graph.recorder.internal_error("entry", exc)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -1006,7 +1006,7 @@ class RouterProbe(Runnable[Any, Any]):
             )
             rec.emit(handoff)
             rec.failed(run, handoff)
-        except Exception as inner:
+        except Exception as inner:  # noqa: BLE001
             self.graph.recorder.internal_error(f"router {self.router}", inner)
 
     def _routed(self, result: Any, start: int) -> None:
@@ -1047,7 +1047,7 @@ class RouterProbe(Runnable[Any, Any]):
             rec.emit(event)
             if not ok:
                 rec.failed(run, event)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self.graph.recorder.internal_error(f"router {self.router}", exc)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:

@@ -179,9 +179,6 @@ def instrument(
 
     topology = lg.topology_of(builder, graph_name)
     ledger_ = Ledger(graph_name, topology)
-    from .coverage import _collect  # registry of the pytest coverage option; no-op unless on
-
-    _collect(ledger_)
     span_recorder = None
     if span_mode != "off":
         from ._spans import SpanRecorder

@@ -661,6 +661,10 @@ def _coverage_of(obs: _Observed) -> Coverage:
 class _Collector:
     """Holds every ledger created while active, to report coverage per graph at the end.
 
+    New graphs are announced by ``instrument()``'s observer hook
+    (``_instrument.add_observer``); graphs alive when collecting starts are
+    taken from the ledger registry.
+
     Ledgers are held strongly (a ledger is a few dictionaries; it does not keep
     its graph alive), because a graph built inside a test is gone by the time
     the session ends. :meth:`checkpoint` folds the current counts in with
@@ -674,15 +678,23 @@ class _Collector:
         self._lock = threading.Lock()
         self.active = False
         self._ledgers: dict[int, Ledger] = {}
-        self._seen: dict[int, _Observed] = {}
+        self._counts: dict[int, _Observed] = {}
+        self._remove: Any = None
 
     def start(self) -> None:
+        from ._instrument import add_observer
         from .ledger import _LEDGERS
 
         with self._lock:
+            if self.active:
+                return
             self.active = True
             for ledger in list(_LEDGERS):  # graphs built before the session started
                 self._ledgers.setdefault(id(ledger), ledger)
+        self._remove = add_observer(self._seen)
+
+    def _seen(self, app: Any) -> None:
+        self.add(app.coordgap_state.ledger)
 
     def add(self, ledger: Ledger) -> None:
         with self._lock:
@@ -695,17 +707,20 @@ class _Collector:
         for key, ledger in ledgers:
             obs = _Observed.of(ledger.snapshot())
             with self._lock:
-                old = self._seen.get(key)
-                self._seen[key] = obs if old is None else old.combine(obs, "max")
+                old = self._counts.get(key)
+                self._counts[key] = obs if old is None else old.combine(obs, "max")
 
     def stop(self) -> list[Coverage]:
         """Return one Coverage per distinct graph (name and topology), and forget everything."""
+        if self._remove is not None:
+            self._remove()
+            self._remove = None
         self.checkpoint()
         with self._lock:
-            seen = list(self._seen.values())
+            seen = list(self._counts.values())
             self.active = False
             self._ledgers.clear()
-            self._seen.clear()
+            self._counts.clear()
         groups: dict[tuple[str, Topology | None], _Observed] = {}
         for obs in seen:
             key = (obs.graph, obs.topology)
@@ -721,9 +736,3 @@ class _Collector:
 
 
 _COLLECTOR = _Collector()
-
-
-def _collect(ledger: Ledger) -> None:
-    """Called by instrument() for every new ledger; a no-op unless a session collects."""
-    if _COLLECTOR.active:
-        _COLLECTOR.add(ledger)

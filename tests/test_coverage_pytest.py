@@ -42,10 +42,9 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def run(suite: pytest.Pytester, *args: str) -> pytest.RunResult:
     # A subprocess: the collector is process-wide and must not see this session's graphs.
+    # The options come from the installed plugin (entry point pytest11 coordgap).
     # Third-party plugins that are slow to import are left out (phoenix alone takes ~40 s here).
     return suite.runpytest_subprocess(
-        "-p",
-        "coordgap._coverage_pytest",
         *("-p", "no:cacheprovider", "-p", "no:phoenix", "-p", "no:langsmith_plugin"),
         *args,
         timeout=300,

@@ -477,7 +477,10 @@ class _Observed:
 
     def combine(self, other: _Observed, how: str) -> _Observed:
         """Return self and other combined: ``sum`` (two ledgers), ``max`` (two moments of one)."""
-        op = (lambda a, b: a + b) if how == "sum" else max
+
+        def op(x: int, y: int) -> int:
+            return x + y if how == "sum" else max(x, y)
+
         topo = self.topology if self.topology is not None else other.topology
 
         def counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
@@ -486,26 +489,26 @@ class _Observed:
         out = _Observed(self.graph, topo, op(self.runs, other.runs))
         out.nodes = counts(self.nodes, other.nodes)
         for key in {**self.handoffs, **other.handoffs}:
-            a = self.handoffs.get(key, _Handoff())
-            b = other.handoffs.get(key, _Handoff())
+            ha = self.handoffs.get(key, _Handoff())
+            hb = other.handoffs.get(key, _Handoff())
             out.handoffs[key] = _Handoff(
-                op(a.transfers, b.transfers),
-                op(a.failures, b.failures),
-                counts(a.kinds, b.kinds),
-                counts(a.error_types, b.error_types),
+                op(ha.transfers, hb.transfers),
+                op(ha.failures, hb.failures),
+                counts(ha.kinds, hb.kinds),
+                counts(ha.error_types, hb.error_types),
             )
         for name in {**self.routers, **other.routers}:
             ra = self.routers.get(name)
             rb = other.routers.get(name)
             src = (ra or rb).source  # type: ignore[union-attr]
-            a = ra or _Router(src)
-            b = rb or _Router(src)
+            ra = ra or _Router(src)
+            rb = rb or _Router(src)
             out.routers[name] = _Router(
                 src,
-                op(a.decisions, b.decisions),
-                op(a.failures, b.failures),
-                counts(a.targets, b.targets),
-                counts(a.error_types, b.error_types),
+                op(ra.decisions, rb.decisions),
+                op(ra.failures, rb.failures),
+                counts(ra.targets, rb.targets),
+                counts(ra.error_types, rb.error_types),
             )
         return out
 
@@ -552,15 +555,12 @@ def _snapshot_of(source: object) -> LedgerSnapshot:
             "this report carries no ledger snapshot (it was audited or loaded from JSON); "
             "pass the instrumented graph, its Ledger or a LedgerSnapshot to coverage()"
         )
+    from ._instrument import ledger_of  # lazy: coverage itself needs no LangGraph
+
     try:
-        from ._instrument import ledger_of  # lazy: coverage itself needs no LangGraph
-    except ImportError:  # pragma: no cover - langgraph is a hard dependency
-        ledger_of = None
-    if ledger_of is not None:
-        try:
-            return ledger_of(source).snapshot()
-        except ConfigurationError:
-            pass
+        return ledger_of(source).snapshot()
+    except ConfigurationError:
+        pass
     raise ConfigurationError(
         f"{type(source).__name__} carries no coordgap ledger; pass the graph returned by "
         "coordgap.instrument(...), a coordgap Ledger or a LedgerSnapshot"
@@ -575,18 +575,18 @@ def _coverage_of(obs: _Observed) -> Coverage:
     unmapped: list[str] = []
     if topo is not None:
         node_names = list(topo.nodes)
-        for h in topo.handoffs:
-            kinds = declared.setdefault((h.source, h.target), [])
-            if h.kind not in kinds:
-                kinds.append(h.kind)
-        for r in topo.routers:
-            if r.targets is None:
-                unmapped.append(r.name)
+        for dh in topo.handoffs:
+            pair_kinds = declared.setdefault((dh.source, dh.target), [])
+            if dh.kind not in pair_kinds:
+                pair_kinds.append(dh.kind)
+        for dr in topo.routers:
+            if dr.targets is None:
+                unmapped.append(dr.name)
                 continue
-            seen = obs.routers.get(r.name)
-            for t in r.targets:
+            seen = obs.routers.get(dr.name)
+            for t in dr.targets:
                 chosen = 0 if seen is None else seen.targets.get(t, 0)
-                router_targets.append(RouterTargetCoverage(r.name, r.source, t, chosen))
+                router_targets.append(RouterTargetCoverage(dr.name, dr.source, t, chosen))
     else:
         node_names = list(obs.nodes)
 
@@ -633,9 +633,9 @@ def _coverage_of(obs: _Observed) -> Coverage:
             failed.append(FailedRoute(src, tgt, ERROR_UNDELIVERED, undelivered, kinds))
         if src == UNKNOWN_TARGET or topo is None or h.transfers <= 0:
             continue  # a contract failure of unknown origin (a resumed run) is no transition
-        e = edge_of(key, declared.get(key, ()))
-        if e.undeclared_kinds:
-            drift.append(e)
+        taken_edge = edge_of(key, declared.get(key, ()))
+        if taken_edge.undeclared_kinds:
+            drift.append(taken_edge)
     for (src, et), entries in router_errors.items():
         for name, n in entries:
             if n > 0:  # a router failure with no matching handoff record

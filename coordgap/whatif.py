@@ -182,7 +182,9 @@ class _Model:
 
     @classmethod
     def of(cls, rep: Report) -> _Model:
-        rates, visits, kinds = {}, {}, {}
+        rates: dict[tuple[str, str], float] = {}
+        visits: dict[tuple[str, str], float] = {}
+        kinds: dict[tuple[str, str], str] = {}
         for c in rep.components:
             if _counted(c):
                 key = (c.kind, c.name)
@@ -692,7 +694,7 @@ def recommend(
     if retry_cost < 0 or harden_cost < 0:
         raise ConfigurationError("costs must not be negative")
     model = _Model.of(rep)
-    by_key = {(c.kind, c.name): c for c in rep.components}
+    by_key: dict[tuple[str, str], ComponentReport] = {(c.kind, c.name): c for c in rep.components}
     before = model.predicted(model.rates)
     cost_model = {
         "retry_cost": retry_cost,
@@ -865,7 +867,7 @@ def run_what_if(args: argparse.Namespace, out: Any) -> int:
             raise ConfigurationError(
                 f"--retries {name}={value}: attempts must be an integer"
             ) from exc
-    reliability = {}
+    reliability: dict[Ref, float] = {}
     for name, value in _pairs(args.reliability, "reliability").items():
         try:
             reliability[name] = float(value)

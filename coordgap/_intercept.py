@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -38,6 +40,17 @@ _CURRENT_RUN: ContextVar[_Run | None] = ContextVar("coordgap_run", default=None)
 
 _MAX_THREADS_REMEMBERED = 10_000
 _MAX_ERROR_TYPES = 64
+
+
+def _reinit_locks_after_fork() -> None:
+    # A lock held by another thread at fork time would stay locked forever in the child.
+    for recorder in list(_RECORDERS):
+        recorder._threads_lock = threading.Lock()
+
+
+_RECORDERS: weakref.WeakSet[Recorder] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_locks_after_fork)
 
 
 class _Pending:
@@ -159,6 +172,7 @@ class Recorder:
         self._threads: OrderedDict[tuple[str, str], list[tuple[str, _Pending]]] = OrderedDict()
         self._threads_lock = threading.Lock()
         self._error_types: set[str] = set()
+        _RECORDERS.add(self)
 
     # -- plumbing -----------------------------------------------------------------
 

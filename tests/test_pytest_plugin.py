@@ -48,6 +48,25 @@ def make(pytester: pytest.Pytester, body: str) -> None:
     pytester.makepyfile(test_gen=GRAPH + textwrap.dedent(body))
 
 
+@pytest.fixture(autouse=True)
+def _only_our_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    # In-process runs load only coordgap's plugin: other installed plugins that import
+    # numpy cannot be imported twice in one process (pytester restores sys.modules).
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run pytest in-process with coordgap's plugin (loaded by module, as the entry point does)."""
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "coordgap.pytest_plugin", *args)
+
+
+def run_installed(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run pytest in a subprocess with plugins found through their entry points."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=600)
+
+
 def test_passing_and_failing_assertions_in_a_test_file(pytester: pytest.Pytester) -> None:
     make(
         pytester,
@@ -64,7 +83,7 @@ def test_passing_and_failing_assertions_in_a_test_file(pytester: pytest.Pytester
         """,
     )
     pytester.makeconftest("import coordgap.testing")
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -89,7 +108,7 @@ def test_too_few_runs_is_its_own_failure(pytester: pytest.Pytester) -> None:
         """,
     )
     pytester.makeconftest("import coordgap.testing")
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*not enough runs to decide at 95 %*need about * more runs to decide at 95 %*"]
@@ -121,7 +140,7 @@ def test_marker_passes_fails_and_sets_runs(pytester: pytest.Pytester) -> None:
             assert coordgap_runs == 35
         """,
     )
-    result = pytester.runpytest("-p", "no:cacheprovider", "--coordgap-runs=35", "-rf")
+    result = run(pytester, "--coordgap-runs=35", "-rf")
     result.assert_outcomes(passed=2, failed=3)
     result.stdout.fnmatch_lines_random(
         [
@@ -150,7 +169,7 @@ def test_marker_keywords_override_ini(pytester: pytest.Pytester) -> None:
             assert coordgap_runs == 7
         """,
     )
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = run(pytester)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*test_marker_confidence_wins*", "*need about*at 95 %*"])
 
@@ -164,7 +183,7 @@ def test_bad_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
             pass
         """,
     )
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = run(pytester)
     result.stdout.fnmatch_lines(["*unknown keyword(s) end_too_end*"])
     assert result.ret != 0
 
@@ -180,7 +199,7 @@ def test_threshold_outside_unit_interval_is_a_configuration_error(
             drive(build(0.0), 3)
         """,
     )
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ConfigurationError: end_to_end=90*[0, 1]*"])
 
@@ -207,7 +226,7 @@ def test_fixture_isolates_tests_and_track_adopts_shared_graphs(pytester: pytest.
             assert coordgap_ledger.snapshot("shared").runs.runs == 2
         """,
     )
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
+    run(pytester).assert_outcomes(passed=3)
 
 
 def test_report_option_prints_summary_and_writes_files(pytester: pytest.Pytester) -> None:
@@ -224,9 +243,7 @@ def test_report_option_prints_summary_and_writes_files(pytester: pytest.Pytester
             drive(build(0.2, name="beta"), 10)
         """,
     )
-    result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--coordgap-report", "--coordgap-report-file=out/r.json"
-    )
+    result = run(pytester, "--coordgap-report", "--coordgap-report-file=out/r.json")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
@@ -241,7 +258,7 @@ def test_report_option_prints_summary_and_writes_files(pytester: pytest.Pytester
     assert data["schema"] == "coordgap.session/1"
     assert [r["graph"] for r in data["reports"]] == ["alpha", "beta"]
 
-    result = pytester.runpytest("-p", "no:cacheprovider", "--coordgap-report-file=r.md")
+    result = run(pytester, "--coordgap-report-file=r.md")
     assert (
         "## " in (pytester.path / "r.md").read_text() or "|" in (pytester.path / "r.md").read_text()
     )
@@ -261,14 +278,14 @@ def test_save_baseline_then_no_regression(pytester: pytest.Pytester) -> None:
         """,
     )
     pytester.makeconftest("import coordgap.testing")
-    saved = pytester.runpytest("-p", "no:cacheprovider", "--coordgap-save-baseline=baseline.json")
+    saved = run(pytester, "--coordgap-save-baseline=baseline.json")
     saved.assert_outcomes(passed=1)
     saved.stdout.fnmatch_lines(["coordgap baseline written to baseline.json"])
-    same = pytester.runpytest("-p", "no:cacheprovider")
+    same = run(pytester)
     same.assert_outcomes(passed=1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RATE", "0.3")
-        worse = pytester.runpytest("-p", "no:cacheprovider")
+        worse = run(pytester)
     worse.assert_outcomes(failed=1)
     worse.stdout.fnmatch_lines(
         ["*reliability regressed against the baseline*", "*regressed: end to end observed*"]
@@ -288,16 +305,17 @@ def test_disabled_with_no_coordgap(pytester: pytest.Pytester) -> None:
             app = build(0.0)
             drive(app, 60)
             coordgap.testing.assert_reliability(app, end_to_end=0.9)
+
+        def test_no_fixture(coordgap_ledger):
+            pass
         """,
     )
-    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:coordgap")
-    result.assert_outcomes(passed=2)
+    result = run_installed(pytester, "-p", "no:coordgap")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'coordgap_ledger' not found*"])
     assert "coordgap reliability" not in result.stdout.str()
-    bad = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:coordgap", "--coordgap-report")
+    bad = run_installed(pytester, "-p", "no:coordgap", "--coordgap-report")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    missing = pytester.makepyfile(test_fix="def test_f(coordgap_ledger):\n    pass\n")
-    r = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:coordgap", str(missing))
-    r.stdout.fnmatch_lines(["*fixture 'coordgap_ledger' not found*"])
 
 
 def test_xdist_workers_are_isolated_and_the_summary_merges_them(
@@ -314,9 +332,11 @@ def test_xdist_workers_are_isolated_and_the_summary_merges_them(
             assert coordgap_ledger.snapshot().runs.runs == 10 + i
         """,
     )
+    # by entry point name, without autoloading every other installed plugin (slow to start)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-n", "2", "--coordgap-report", timeout=600
-    )
+        "-p", "no:cacheprovider", "-p", "coordgap", "-p", "xdist", "-n", "2",
+        "--coordgap-report", timeout=600,
+    )  # fmt: skip
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*coordgap reliability*", "g*46*1.000*"])
 

@@ -3,19 +3,45 @@
 The hot path only tallies into the ledger; the counters here are
 observable, so exporting costs nothing per event. The one synchronous
 instrument is the node-duration histogram (a distribution cannot be
-rebuilt from sums).
+rebuilt from sums). Recording into the SDK costs several times a whole
+coordgap probe, so durations are queued and handed to the histogram when a
+reader collects (the callback of the first observable counter drains the
+queue); the exported distribution is the same. When a sampled span is
+current, its context is queued with the duration and passed to the SDK at
+drain time, so exemplars still point at that span (their timestamp is the
+drain's). A duration is recorded at once when its queue is full.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from opentelemetry import metrics
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from . import semconv as sc
 from .ledger import Ledger, LedgerSnapshot
+
+DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+"""Histogram boundaries in seconds (the SDK's defaults are meant for milliseconds)."""
+
+
+def _duration_histogram(meter: Any) -> Any:
+    try:
+        return meter.create_histogram(
+            sc.METRIC_NODE_DURATION,
+            unit=sc.UNIT_SECONDS,
+            description="Duration of node attempts.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+    except TypeError:  # opentelemetry-api before 1.23 has no advisory parameter
+        return meter.create_histogram(
+            sc.METRIC_NODE_DURATION, unit=sc.UNIT_SECONDS, description="Duration of node attempts."
+        )
 
 
 def _observations(
@@ -97,10 +123,14 @@ def register_metrics(meter_provider: Any, ledger: Ledger) -> Any:
         (sc.METRIC_RUN_CLEAN, _clean, "Finished runs in which no component failed."),
         (sc.METRIC_INTERNAL_ERRORS, _internal, "Errors inside coordgap, swallowed."),
     )
-    for name, pick, description in counters:
+    durations = DeferredHistogram(_duration_histogram(meter))
+    for i, (name, pick, description) in enumerate(counters):
+        callbacks = [_observations(snap, pick)]
+        if i == 0:
+            callbacks.insert(0, durations.drain_callback)
         meter.create_observable_counter(
             name,
-            callbacks=[_observations(snap, pick)],
+            callbacks=callbacks,
             unit=sc.UNIT_COUNT,
             description=description,
         )
@@ -110,8 +140,71 @@ def register_metrics(meter_provider: Any, ledger: Ledger) -> Any:
         pass
     else:
         register_report_gauges(meter, lambda: ledger)
-    return meter.create_histogram(
-        sc.METRIC_NODE_DURATION,
-        unit=sc.UNIT_SECONDS,
-        description="Duration of node attempts.",
-    )
+    return durations
+
+
+_MAX_QUEUED = 4096
+"""Durations queued per attribute set; beyond that they are recorded at once."""
+
+_MAX_QUEUES = 1024
+"""Attribute sets with a queue; beyond that durations are recorded at once."""
+
+
+class DeferredHistogram:
+    """The node-duration histogram, fed from per-attribute-set queues at collection time.
+
+    ``record(seconds, attributes)`` keeps the duration in a queue keyed by the
+    attributes object (the recorder passes one cached dict per node and
+    outcome); ``drain()`` hands every queued duration to the SDK histogram.
+    deque append and popleft are atomic, so recording takes no lock and a
+    drain racing with records loses nothing.
+    """
+
+    __slots__ = ("_histogram", "_lock", "_queues")
+
+    def __init__(self, histogram: Any) -> None:
+        self._histogram = histogram
+        self._queues: dict[int, tuple[Any, deque[Any]]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, seconds: float, attributes: Any) -> None:
+        """Queue one duration (or record it now; see the module docstring)."""
+        entry = self._queues.get(id(attributes))
+        if entry is None:
+            with self._lock:
+                entry = self._queues.get(id(attributes))
+                if entry is None:
+                    if len(self._queues) >= _MAX_QUEUES:
+                        self._histogram.record(seconds, attributes)
+                        return
+                    # holding the dict keeps its id from being reused by another dict
+                    entry = self._queues[id(attributes)] = (attributes, deque())
+        queue = entry[1]
+        if len(queue) >= _MAX_QUEUED:
+            self._histogram.record(seconds, attributes)
+            return
+        ctx = otel_context.get_current()
+        if ctx and trace.get_current_span(ctx).get_span_context().trace_flags.sampled:
+            queue.append((seconds, ctx))  # the exemplar keeps pointing at this span
+        else:
+            queue.append(seconds)
+
+    def drain(self) -> None:
+        """Record every queued duration into the SDK histogram."""
+        record = self._histogram.record
+        for attributes, queue in list(self._queues.values()):
+            pop = queue.popleft
+            while queue:
+                try:
+                    item = pop()
+                except IndexError:
+                    break
+                if type(item) is tuple:
+                    record(item[0], attributes, item[1])
+                else:
+                    record(item, attributes)
+
+    def drain_callback(self, options: CallbackOptions) -> Iterable[Observation]:
+        """Observable-instrument callback: runs before the SDK collects the histogram."""
+        self.drain()
+        return ()

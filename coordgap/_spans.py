@@ -101,7 +101,7 @@ class SpanRecorder:
 
         try:
             ver = version("coordgap")
-        except Exception:  # noqa: BLE001
+        except Exception:
             ver = "0"
         self.tracer = provider.get_tracer(sc.SCOPE_NAME, ver)
 
@@ -156,12 +156,20 @@ class SpanRecorder:
 
     # -- nodes (live mode) -----------------------------------------------------------
 
-    def node_start(self, node: str, start_ns: int) -> tuple[Any, Any]:
+    def node_start(
+        self, node: str, start_ns: int, attempt: int | None = None, step: int | None = None
+    ) -> tuple[Any, Any]:
         """Start a node span as the current span; return (span, context token)."""
+        attrs: dict[str, Any] = {sc.ATTR_GRAPH: self.graph, sc.ATTR_NODE: node}
+        # known now: set at start, the span's attributes are built once
+        if attempt is not None:
+            attrs[sc.ATTR_ATTEMPT] = attempt
+        if step is not None:
+            attrs[sc.ATTR_STEP] = step
         span = self.tracer.start_span(
             sc.SPAN_NODE,
             kind=SpanKind.INTERNAL,
-            attributes={sc.ATTR_GRAPH: self.graph, sc.ATTR_NODE: node},
+            attributes=attrs,
             start_time=start_ns,
         )
         token = otel_context.attach(trace.set_span_in_context(span))
@@ -180,7 +188,34 @@ class SpanRecorder:
                 span.set_attribute(sc.ATTR_OUTCOME, "interrupted")
             span.end(end_time=end_ns)
 
+    def node_end_ok(self, span: Any, token: Any, end_ns: int) -> None:
+        """End a node span whose attempt succeeded: node_end() without building the event.
+
+        The span was started with its attempt and step (node_start); only the outcome is new.
+        """
+        try:
+            otel_context.detach(token)
+        finally:
+            span.set_attribute(sc.ATTR_OUTCOME, "ok")
+            span.end(end_time=end_ns)
+
     # -- failures and handoffs ---------------------------------------------------------
+
+    def handoff_ok_fields(
+        self, source: str, target: str, kind: str, end_ns: int, node_span: Any
+    ) -> None:
+        """handoff_ok() from the handoff's fields, without building the event."""
+        node_span.add_event(
+            sc.EVENT_HANDOFF,
+            attributes={
+                sc.ATTR_GRAPH: self.graph,
+                sc.ATTR_SOURCE: source,
+                sc.ATTR_TARGET: target,
+                sc.ATTR_HANDOFF_KIND: kind,
+                sc.ATTR_OUTCOME: "ok",
+            },
+            timestamp=end_ns,
+        )
 
     def handoff_ok(self, event: HandoffOutcome, node_span: Any) -> None:
         """Live mode: a successful handoff is an event on the target node's span."""

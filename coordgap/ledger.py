@@ -297,6 +297,57 @@ class Ledger:
                 if event.clean:
                     c[_RUN_CLEAN] += 1
 
+    # -- the happy path, without building an event ---------------------------------------
+    # Each is exactly record() of the matching successful event; the probes call them when
+    # no sink or span needs the event object.
+
+    def node_ok(self, node: str, attempt: int, duration_ns: int) -> None:
+        """Count a successful, final node attempt (as record(NodeOutcome(ok=True, final=True)))."""
+        with self._lock:
+            row = self._nodes.get(node)
+            if row is None:
+                row = self._nodes[node] = _Row(7)
+            c = row.counts
+            c[_N_ATT] += 1
+            row.seconds += duration_ns / 1e9
+            c[_N_EXEC] += 1
+            if attempt == 1:
+                c[_N_FIRST_OK] += 1
+
+    def handoff_ok(self, source: str, target: str, kind: str) -> None:
+        """Count a successful handoff (as record(HandoffOutcome(ok=True)))."""
+        with self._lock:
+            key = (source, target)
+            row = self._handoffs.get(key)
+            if row is None:
+                row = self._handoffs[key] = _Row(4)
+            row.counts[_H_TRANSFERS] += 1
+            labels = row.labels
+            labels[kind] = labels.get(kind, 0) + 1
+
+    def router_ok(self, router: str, source: str, targets: tuple[str, ...]) -> None:
+        """Count a valid router decision (as record(RouterOutcome(ok=True)))."""
+        with self._lock:
+            row = self._routers.get(router)
+            if row is None:
+                row = self._routers[router] = _Row(3)
+                self._router_sources[router] = source
+            row.counts[_R_DECISIONS] += 1
+            labels = row.labels
+            for target in targets:
+                labels[target] = labels.get(target, 0) + 1
+
+    def run_ok(self, clean: bool, duration_ns: int) -> None:
+        """Count a run that finished ok (as record(RunOutcome(status="ok")))."""
+        with self._lock:
+            row = self._runs
+            c = row.counts
+            c[_RUN_RUNS] += 1
+            row.seconds += duration_ns / 1e9
+            c[_RUN_OK] += 1
+            if clean:
+                c[_RUN_CLEAN] += 1
+
     def count_internal_error(self) -> None:
         """Count one error inside coordgap (swallowed so the graph ran on)."""
         with self._lock:

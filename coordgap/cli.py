@@ -68,8 +68,17 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-color", action="store_true", help="never colour the text output")
 
     r = sub.add_parser("report", help="print the report of a saved report or ledger snapshot")
-    r.add_argument("file", help="a report (Report.to_json) or a ledger snapshot (to_dict) as JSON")
+    r.add_argument(
+        "file", nargs="?", help="a report (Report.to_json) or a ledger snapshot (to_dict) as JSON"
+    )
     r.add_argument("--confidence", type=float, default=0.95)
+    r.add_argument(
+        "--prometheus", metavar="URL", help="sum a fleet's counters through Prometheus's HTTP API"
+    )
+    r.add_argument(
+        "--window", default="1h", help="PromQL range for increase(); 'none' = latest counters"
+    )
+    r.add_argument("--graph", help="graph name (optional when Prometheus holds one)")
     fmt(r)
     r.set_defaults(run=_cmd_report)
 
@@ -99,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--once", action="store_true", help="print one report and exit")
     fmt(w)
     w.set_defaults(run=_cmd_watch)
+
+    from .whatif import add_what_if_arguments, run_what_if
+
+    wi = sub.add_parser(
+        "what-if", help="predict end to end after retries, fallbacks or hardened handoffs"
+    )
+    add_what_if_arguments(wi)
+    wi.set_defaults(run=run_what_if)
     return p
 
 
@@ -136,7 +153,15 @@ def _load(path: str, confidence: float = 0.95) -> Report:
 
 
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
-    rep = _load(args.file, args.confidence)
+    if args.prometheus:
+        window = None if args.window.lower() == "none" else args.window
+        rep = Report.from_prometheus(
+            args.prometheus, graph=args.graph, window=window, confidence=args.confidence
+        )
+    elif args.file is None:
+        raise ConfigurationError("coordgap report: give a FILE.json or --prometheus URL")
+    else:
+        rep = _load(args.file, args.confidence)
     out.write(_render(rep, args.format, args.no_color))
     return 0
 

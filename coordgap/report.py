@@ -19,6 +19,7 @@ can be tested on hand-built snapshots::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -247,6 +248,8 @@ class Report:
     visits_method: VisitsMethod = "flow"
     notes: tuple[str, ...] = ()
     internal_errors: int = 0
+    snapshot: LedgerSnapshot | None = field(default=None, repr=False, compare=False)
+    """The ledger snapshot this report was computed from (None for audits and JSON)."""
 
     @property
     def naive(self) -> float | None:
@@ -270,6 +273,47 @@ class Report:
     def components(self) -> tuple[ComponentReport, ...]:
         """Every component: nodes, then handoffs, then routers."""
         return (*self.nodes.values(), *self.handoffs.values(), *self.routers.values())
+
+    @property
+    def coverage(self) -> Any:
+        """Graph coverage and drift: declared vs observed topology (see ``coordgap.coverage``)."""
+        from .coverage import coverage
+
+        return coverage(self)
+
+    def what_if(self, **changes: Any) -> Any:
+        """Return the predicted report after retries, fallbacks, hardening (``coordgap.whatif``).
+
+        Example::
+
+            rep.what_if(retries={"analyze": 3}, perfect=["retrieve->analyze"])
+        """
+        from .whatif import what_if
+
+        return what_if(self, **changes)
+
+    def recommend(self, target: float, **options: Any) -> Any:
+        """Return the cheapest set of changes that reaches ``target`` under the model."""
+        from .whatif import recommend
+
+        return recommend(self, target, **options)
+
+    @classmethod
+    def from_prometheus(
+        cls, url: str, *, graph: str | None = None, window: str | None = "1h",
+        confidence: float = 0.95,
+    ) -> Report:
+        """Return the report of a whole fleet, from PromQL over Prometheus's HTTP API.
+
+        Example::
+
+            coordgap.Report.from_prometheus("http://127.0.0.1:9090", graph="research")
+        """
+        from .fleet import fleet_snapshot
+
+        return cls.from_snapshot(
+            fleet_snapshot(url, graph=graph, window=window), confidence=confidence
+        )
 
     @classmethod
     def from_snapshot(
@@ -619,7 +663,7 @@ def _from_snapshot(
     }
     observed = Estimate.proportion(runs.clean, runs.finished, confidence)
     run_errors = Estimate.proportion(runs.error, runs.finished, confidence)
-    return _assemble(
+    rep = _assemble(
         graph=snap.graph,
         basis="ledger",
         confidence=confidence,
@@ -631,6 +675,7 @@ def _from_snapshot(
         notes=tuple(notes),
         internal_errors=snap.internal_errors,
     )
+    return dataclasses.replace(rep, snapshot=snap)
 
 
 def _flow_visits(snap: LedgerSnapshot, drafts: list[_Draft], per: int) -> str | None:

@@ -236,12 +236,12 @@ def coordgap_ledger(request: pytest.FixtureRequest) -> LedgerScope:
     zeroed). ``coordgap.report(coordgap_ledger)`` and
     ``coordgap.assert_reliability(coordgap_ledger, ...)`` work on it.
     """
-    scope = request.node.stash.get(scope_key, None)
-    if scope is None:  # e.g. requested dynamically with request.getfixturevalue
+    found: LedgerScope | None = request.node.stash.get(scope_key, None)
+    if found is None:  # e.g. requested dynamically with request.getfixturevalue
         from .testing import LedgerScope
 
-        scope = request.node.stash[scope_key] = LedgerScope().start()
-    return scope
+        found = request.node.stash[scope_key] = LedgerScope().start()
+    return found
 
 
 @pytest.fixture

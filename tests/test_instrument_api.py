@@ -111,11 +111,27 @@ def test_user_sinks_receive_every_event_in_order() -> None:
 
 
 def test_all_public_names_are_exported() -> None:
-    """__all__ is sorted and matches the public names of the package."""
-    public = {n for n in vars(coordgap) if not n.startswith("_")}
-    modules = {n for n in public if type(getattr(coordgap, n)).__name__ == "module"}
+    """__all__ is sorted, each name resolves, and each says it lives in coordgap."""
     assert sorted(coordgap.__all__) == coordgap.__all__
-    assert set(coordgap.__all__) == public - modules
+    for name in coordgap.__all__:
+        value = getattr(coordgap, name)
+        assert getattr(value, "__module__", "coordgap") == "coordgap", name
+    assert set(coordgap.__all__) <= set(dir(coordgap))
+    with pytest.raises(AttributeError):
+        coordgap.not_a_name  # noqa: B018
+
+
+def test_import_is_lazy() -> None:
+    """import coordgap loads neither LangGraph nor OpenTelemetry until a name is used."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, coordgap; "
+        "print(any(m.startswith(('langgraph', 'opentelemetry', 'pydantic')) for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_version_matches_metadata() -> None:

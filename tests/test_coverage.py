@@ -10,7 +10,7 @@ import pytest
 from graphs_basic import State, step
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
-from research_agent import research_agent
+from coverage_graphs import research_agent
 
 import coordgap
 from coordgap.coverage import _COLLECTOR, Coverage, coverage

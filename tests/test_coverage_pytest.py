@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 # (8 of 9: its analyze -> cross_check is undeclared). Total 17/19 = 89.47 %.
 TESTS = """
 import coordgap
-from research_agent import research_agent
+from coverage_graphs import research_agent
 
 APP = coordgap.instrument(research_agent(), name="research")  # built at collection time
 
@@ -35,7 +35,7 @@ def test_drifting():
 
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    shutil.copy(HERE / "research_agent.py", pytester.path / "research_agent.py")
+    shutil.copy(HERE / "coverage_graphs.py", pytester.path / "coverage_graphs.py")
     pytester.makepyfile(test_agent=TESTS)
     return pytester
 

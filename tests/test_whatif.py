@@ -144,7 +144,7 @@ def test_retries_use_the_measured_first_attempt_reliability() -> None:
 
 
 def test_live_report_of_the_research_agent() -> None:
-    from research_agent import research_agent
+    from coverage_graphs import research_agent
 
     app = coordgap.instrument(research_agent(fallback_every=4), name="research")
     for i in range(12):

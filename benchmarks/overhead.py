@@ -609,6 +609,8 @@ def environment() -> dict[str, str]:
         "machine": f"{cpu}, {os.cpu_count()} logical cores, "
         f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "load": "load average at the end: "
+        + (", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"),
         "versions": ", ".join(versions),
     }
 
@@ -632,6 +634,7 @@ def write_docs(tables: Sequence[Table], profile: Profile, command: str,
         f"- date: {env['date']}",
         f"- machine: {env['machine']}",
         f"- python: {env['python']}",
+        f"- {env['load']} (other processes share the cores: compare ratios only)",
         f"- versions: {env['versions']}",
         f"- profile: {profile.name} ({profile.rounds} rounds, variants shuffled per round, "
         "each in its own process)",

@@ -1,5 +1,8 @@
 """Fail open: an error inside coordgap is counted and logged once, never raised into the graph.
 
+The log line names where it happened, the exception's class and the code
+frames, never the exception's message: a message may quote the graph's state.
+
 Set ``COORDGAP_RAISE_INTERNAL=1`` to re-raise instead (coordgap's own test
 suite does, so its bugs fail loudly there and silently nowhere else).
 """
@@ -9,7 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import traceback
 from collections.abc import Callable
+
+from .semconv import ENV_RAISE_INTERNAL
 
 logger = logging.getLogger("coordgap")
 
@@ -19,7 +25,7 @@ _logged_lock = threading.Lock()
 
 def raise_internal() -> bool:
     """Return True when internal errors must be re-raised (coordgap's own tests)."""
-    return os.environ.get("COORDGAP_RAISE_INTERNAL", "") in ("1", "true", "yes")
+    return os.environ.get(ENV_RAISE_INTERNAL, "") in ("1", "true", "yes")
 
 
 def report_internal_error(where: str, exc: BaseException, count: Callable[[], None] | None) -> None:
@@ -33,13 +39,25 @@ def report_internal_error(where: str, exc: BaseException, count: Callable[[], No
         first = where not in _logged
         _logged.add(where)
     if first:
+        frames = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
         logger.warning(
-            "coordgap: internal error in %s (%s: %s). Your graph ran on unchanged, with less "
-            "telemetry; this is counted in coordgap.internal.errors. Please report it.",
+            "coordgap: internal error in %s (%s). Your graph ran on unchanged, with less "
+            "telemetry; this is counted in coordgap.internal.errors and logged once. "
+            "Set %s=1 to raise it with its message.\n%s",
             where,
             type(exc).__name__,
-            exc,
-            exc_info=exc,
+            ENV_RAISE_INTERNAL,
+            frames,
         )
     if raise_internal():
         raise exc
+
+
+def _reset_after_fork() -> None:
+    # a lock held by another thread at fork time would stay locked forever in the child
+    global _logged_lock
+    _logged_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -120,11 +120,6 @@ def test_a_recorder_lock_held_at_fork_does_not_deadlock_the_child() -> None:
         thread.join()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_failopen._logged_lock is not re-created after fork (the fix belongs in "
-    "_failopen.py: os.register_at_fork(after_in_child=...) re-creating it)",
-)
 def test_the_log_once_lock_held_at_fork_does_not_deadlock_the_child(monkeypatch) -> None:
     from coordgap import _failopen
 

@@ -217,12 +217,6 @@ def test_handoff_contract_violation_message_holds_no_state_values() -> None:
     assert "int_parsing" in caught.value.error_types
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_failopen.report_internal_error logs str(exc) and the traceback's message line; "
-    "an internal exception whose message holds state values leaks them (fix belongs in "
-    "_failopen.py: log the class name and the frames, not the message)",
-)
 def test_internal_error_logs_hold_no_state_values(monkeypatch, caplog) -> None:
     """A contract that raises unexpectedly with the state in its message: logged without it."""
     monkeypatch.delenv("COORDGAP_RAISE_INTERNAL", raising=False)

@@ -105,13 +105,13 @@ class _Run:
             else:
                 bucket.append(pending)
 
-    def deliver(self, target: str, push: bool, arg: Any) -> list[_Pending]:
+    def deliver(self, target: str, config: Any, arg: Any) -> list[_Pending]:
         """Close the handoffs into ``target``: one Send for a push, every other kind otherwise."""
         with self.lock:
             bucket = self.pending.get(target)
             if not bucket:
                 return []
-            if push:
+            if lg.is_push(config):
                 sends = [p for p in bucket if p.kind == "send"]
                 if not sends:
                     return []
@@ -465,16 +465,21 @@ _UNCHANGED: Any = object()
 
 
 class _Call:
-    __slots__ = ("attempt", "input", "run", "span", "start_ns", "step", "token")
+    __slots__ = ("attempt", "config", "input", "run", "span", "start_ns", "token")
 
-    def __init__(self, run: _Run | None, start_ns: int, attempt: int, step: int | None) -> None:
+    def __init__(self, run: _Run | None, start_ns: int, attempt: int, config: Any) -> None:
         self.run = run
         self.start_ns = start_ns
         self.attempt = attempt
-        self.step = step
+        self.config = config
         self.span: Any = None
         self.token: Any = None
         self.input: Any = _UNCHANGED  # replaced only by an injected handoff fault
+
+    @property
+    def step(self) -> int | None:
+        """LangGraph's superstep (read only when an event or a span needs it)."""
+        return lg.step_of(self.config)
 
 
 def _input_of(call: _Call | None, input: Any) -> Any:
@@ -529,10 +534,11 @@ class NodeProbe(Runnable[Any, Any]):
         rec = site.graph.recorder
         run = _CURRENT_RUN.get()
         now = _time_ns()
-        call = _Call(run, now, lg.attempt_of(config), lg.step_of(config))
-        delivered = run.deliver(site.name, lg.is_push(config), input) if run is not None else ()
-        if call.attempt > 1:
-            delivered = ()  # delivered on the first attempt already
+        call = _Call(run, now, lg.attempt_of(config), config)
+        if call.attempt > 1 or run is None:
+            delivered: Sequence[_Pending] = ()  # a retry: delivered on the first attempt
+        else:
+            delivered = run.deliver(site.name, config, input)
         if rec.live:
             call.span, call.token = rec.spans.node_start(site.name, now, call.attempt, call.step)
         violation: ContractViolation | None = None
@@ -670,11 +676,12 @@ class NodeProbe(Runnable[Any, Any]):
         run = call.run
         for target, kind in site.static_targets:
             site.graph.route(run, site.name, target, kind, end)
-        commands = list(lg.command_gotos(output))
-        if commands:
-            self._open_commands(commands, run, end)
-        elif isinstance(output, lg.Send):
-            site.graph.route(run, site.name, output, "send", end)
+        if type(output) is not dict:  # a plain update holds no Command or Send
+            commands = list(lg.command_gotos(output))
+            if commands:
+                self._open_commands(commands, run, end)
+            elif isinstance(output, lg.Send):
+                site.graph.route(run, site.name, output, "send", end)
         if broken is not None and site.graph.recorder.raise_on_violation:
             raise _violation_error(broken, where="ensures", node=site.name, source=None)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from langchain_core.runnables import Runnable
+from langgraph._internal._runnable import RunnableSeq
 from langgraph.constants import END, START
 from langgraph.errors import GraphBubbleUp, ParentCommand
 from langgraph.graph import StateGraph
@@ -22,6 +23,7 @@ from langgraph.types import Command, RetryPolicy, Send
 
 from .topology import DeclaredHandoff, DeclaredRouter, Topology
 
+_lg_should_retry_on: Callable[[RetryPolicy, Exception], bool] | None
 try:  # private, stable across 1.x; the fallback mirrors its behaviour
     from langgraph.pregel._retry import _should_retry_on as _lg_should_retry_on
 except ImportError:  # pragma: no cover
@@ -34,8 +36,6 @@ except ImportError:  # pragma: no cover
     def recast_checkpoint_ns(ns: str) -> str:
         return "|".join(part.split(":")[0] for part in ns.split("|"))
 
-
-from langgraph._internal._runnable import RunnableSeq
 
 SUPPORTED = ("langgraph >= 1.0, < 2",)
 """The LangGraph versions coordgap supports."""
@@ -266,7 +266,7 @@ def task_key(config: Any) -> str | None:
     """Return a key unique to one task (its checkpoint namespace holds the task id)."""
     try:
         return str(config[CONF][CONFIG_KEY_CHECKPOINT_NS])
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -300,7 +300,7 @@ def _should_retry_on(policy: RetryPolicy, exc: Exception) -> bool:
     if _lg_should_retry_on is not None:
         try:
             return bool(_lg_should_retry_on(policy, exc))
-        except Exception:  # noqa: BLE001 - fall through to our reading of the policy
+        except Exception:
             pass
     retry_on = policy.retry_on
     if isinstance(retry_on, Sequence) and not isinstance(retry_on, str):
@@ -308,7 +308,7 @@ def _should_retry_on(policy: RetryPolicy, exc: Exception) -> bool:
     if isinstance(retry_on, type) and issubclass(retry_on, Exception):
         return isinstance(exc, retry_on)
     if callable(retry_on):
-        return bool(retry_on(exc))
+        return bool(retry_on(exc))  # type: ignore[call-arg]
     return False
 
 
@@ -320,7 +320,7 @@ def attempt_of(config: Any) -> int:
     try:
         runtime = config[CONF][CONFIG_KEY_RUNTIME]
         return int(runtime.execution_info.node_attempt)
-    except Exception:  # noqa: BLE001 - no runtime (direct calls, old versions)
+    except Exception:
         return 1
 
 
@@ -328,7 +328,7 @@ def step_of(config: Any) -> int | None:
     """Return LangGraph's superstep number for a node call."""
     try:
         return int(config["metadata"]["langgraph_step"])
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -336,7 +336,7 @@ def is_push(config: Any) -> bool:
     """Return True when the node call was started by a Send."""
     try:
         return tuple(config["metadata"]["langgraph_triggers"]) == PUSH_TRIGGER
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -344,7 +344,7 @@ def thread_key(config: Any) -> tuple[str, str] | None:
     """Return (thread_id, checkpoint_ns) of a run's config, or None without a thread."""
     try:
         conf = config[CONF]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     thread = conf.get("thread_id")
     if thread is None:
@@ -358,7 +358,7 @@ def parent_command_targets_this_graph(exc: ParentCommand, config: Any, task_name
         cmd = exc.args[0]
         ns = config[CONF][CONFIG_KEY_CHECKPOINT_NS]
         return cmd.graph in (ns, recast_checkpoint_ns(ns), task_name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 

@@ -33,7 +33,7 @@ def report_internal_error(where: str, exc: BaseException, count: Callable[[], No
     if count is not None:
         try:
             count()
-        except Exception:  # noqa: BLE001 - counting must not fail the graph either
+        except Exception:
             pass
     with _logged_lock:
         first = where not in _logged

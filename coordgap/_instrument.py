@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from . import _compat as lg
 from . import semconv as sc
@@ -45,14 +46,14 @@ class InstrumentedGraph(lg.CompiledStateGraph):  # type: ignore[type-arg]
         super().__init__(**kwargs)
         self.coordgap_state = coordgap_state
 
-    def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+    def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         inner = super().stream(input, config, **kwargs)
         state = self.coordgap_state
         if state is None:
             return inner
         return state.recorder.drive(inner, config, self.config)
 
-    def astream(self, input: Any, config: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+    def astream(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         inner = super().astream(input, config, **kwargs)
         state = self.coordgap_state
         if state is None:
@@ -373,10 +374,10 @@ def _build(
             router = prefix + ids[(source, bname)]
             probe = RouterProbe(branch.path, sites, router, sites.qualify(source), branch.ends)
             branches[bname] = branch._replace(path=probe)
-    compiled = work.compile(**compile_kwargs)
+    compiled = cast(InstrumentedGraph, work.compile(**compile_kwargs))
     for key, value in extra.items():
         setattr(compiled, key, value)
-    compiled.__class__ = InstrumentedGraph
+    compiled.__class__ = InstrumentedGraph  # same layout, plus run tracking in stream/astream
     compiled.coordgap_state = None
 
     static: dict[str, list[tuple[str, str]]] = {}
@@ -424,7 +425,7 @@ def _build(
         lg.install_node_runnable(
             pregel_node,
             wrap,
-            wrap_steps=lambda steps, site=site: probe_steps(steps, NodeProbe(None, site)),
+            wrap_steps=functools.partial(_probe_sequence, site=site),
         )
     start = pregel_nodes.get(lg.START)
     if start is not None and static.get(lg.START):
@@ -433,6 +434,10 @@ def _build(
             start, lambda first: StartProbe(first, sites, targets), wrap_first_writer=True
         )
     return compiled
+
+
+def _probe_sequence(steps: list[Any], *, site: NodeSite) -> list[Any]:
+    return probe_steps(steps, NodeProbe(None, site))
 
 
 def _state_of(graph: Any) -> _State:

@@ -182,12 +182,12 @@ class Recorder:
     def emit(self, event: Event) -> None:
         try:
             self.ledger.record(event)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.internal_error("ledger", exc)
         for sink in self.sinks:
             try:
                 sink(event)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.internal_error(f"sink {sink!r}", exc)
 
     def error_type(self, exc_or_name: BaseException | str) -> str:
@@ -207,7 +207,7 @@ class Recorder:
         if self.spans is not None:
             try:
                 self.spans.failure(run, event)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.internal_error("spans", exc)
 
     def record_duration(self, node: str, ok: bool, seconds: float) -> None:
@@ -237,14 +237,14 @@ class Recorder:
         if self.spans is not None:
             try:
                 self.spans.run_start(run)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.internal_error("spans", exc)
         return run
 
     def end_run(self, run: _Run, exc: BaseException | None, abandoned: bool = False) -> None:
         try:
             self._end_run(run, exc, abandoned)
-        except Exception as inner:  # noqa: BLE001
+        except Exception as inner:
             self.internal_error("end of run", inner)
 
     def _end_run(self, run: _Run, exc: BaseException | None, abandoned: bool) -> None:
@@ -326,7 +326,9 @@ class Recorder:
                     _CURRENT_RUN.reset(token)
                 yield chunk
         except GeneratorExit:
-            inner.close()
+            close = getattr(inner, "close", None)
+            if close is not None:
+                close()
             self.end_run(run, None, abandoned=True)
             raise
         except BaseException as exc:
@@ -377,7 +379,7 @@ async def _aclose(inner: Any) -> None:
     if close is not None:
         try:
             await close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -506,8 +508,9 @@ def _violation_error(
 class NodeProbe(Runnable[Any, Any]):
     """Wraps a node's runnable: counts the attempt, checks contracts, opens its handoffs."""
 
-    def __init__(self, inner: Runnable[Any, Any], site: NodeSite) -> None:
-        self.inner = inner
+    def __init__(self, inner: Runnable[Any, Any] | None, site: NodeSite) -> None:
+        # inner is None for a sequence node: its StepProbes call the steps themselves
+        self.inner: Runnable[Any, Any] = inner  # type: ignore[assignment]
         self.site = site
         self.name = getattr(inner, "name", None)
         self._inflight: dict[str, _Call] = {}  # sequence nodes: the open call per task
@@ -525,7 +528,7 @@ class NodeProbe(Runnable[Any, Any]):
             return self._begin_unguarded(input, config)
         except ContractViolation:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.site.graph.recorder.internal_error(f"node {self.site.name}", exc)
             return None
 
@@ -620,7 +623,7 @@ class NodeProbe(Runnable[Any, Any]):
             return
         try:
             self._fail_unguarded(call, exc, config)
-        except Exception as inner:  # noqa: BLE001
+        except Exception as inner:
             self.site.graph.recorder.internal_error(f"node {self.site.name}", inner)
 
     def _fail_unguarded(self, call: _Call, exc: BaseException, config: Any) -> None:
@@ -665,7 +668,7 @@ class NodeProbe(Runnable[Any, Any]):
             self._finish_unguarded(call, output)
         except ContractViolation:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.site.graph.recorder.internal_error(f"node {self.site.name}", exc)
 
     def _finish_unguarded(self, call: _Call, output: Any) -> None:
@@ -802,7 +805,7 @@ def _accumulate(final: Any, chunk: Any, started: bool) -> Any:
         return chunk
     try:
         return final + chunk
-    except Exception:  # noqa: BLE001 - not addable: the last chunk is the output
+    except Exception:
         return chunk
 
 
@@ -936,7 +939,7 @@ class StartProbe(Runnable[Any, Any]):
             now = _time_ns()
             for target in self.targets:
                 self.graph.route(run, self.source, target, "edge", now)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.graph.recorder.internal_error("entry", exc)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -1027,7 +1030,7 @@ class RouterProbe(Runnable[Any, Any]):
             )
             rec.emit(handoff)
             rec.failed(run, handoff)
-        except Exception as inner:  # noqa: BLE001
+        except Exception as inner:
             self.graph.recorder.internal_error(f"router {self.router}", inner)
 
     def _routed(self, result: Any, start: int) -> None:
@@ -1068,7 +1071,7 @@ class RouterProbe(Runnable[Any, Any]):
             rec.emit(event)
             if not ok:
                 rec.failed(run, event)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.graph.recorder.internal_error(f"router {self.router}", exc)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:

@@ -154,7 +154,7 @@ def _typeddict_adapter(spec: Any) -> TypeAdapter[Any]:
         fields: dict[str, Any] = {
             key: (hint, ... if key in required else None) for key, hint in hints.items()
         }
-        model = pydantic.create_model(  # type: ignore[call-overload]
+        model = pydantic.create_model(
             spec.__name__, __config__=pydantic.ConfigDict(extra="allow"), **fields
         )
         return TypeAdapter(model)
@@ -247,5 +247,5 @@ def type_hints_safe(obj: Any) -> Mapping[str, Any]:
     """Return type hints, or {} when they cannot be resolved."""
     try:
         return get_type_hints(obj)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return {}

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from .events import Event, HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
 from .topology import Topology
@@ -137,12 +138,13 @@ class LedgerSnapshot:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> LedgerSnapshot:
         """Rebuild a snapshot from :meth:`to_dict` output."""
-        nodes = {k: NodeStats(**_frozen(v)) for k, v in data["nodes"].items()}  # type: ignore[attr-defined]
+        raw: Any = data
+        nodes = {k: NodeStats(**_frozen(v)) for k, v in raw["nodes"].items()}
         handoffs = {}
-        for v in data["handoffs"]:  # type: ignore[attr-defined]
+        for v in raw["handoffs"]:
             h = HandoffStats(**_frozen(v))
             handoffs[(h.source, h.target)] = h
-        routers = {k: RouterStats(**_frozen(v)) for k, v in data["routers"].items()}  # type: ignore[attr-defined]
+        routers = {k: RouterStats(**_frozen(v)) for k, v in raw["routers"].items()}
         topo = data.get("topology")
         return cls(
             graph=str(data["graph"]),
@@ -163,7 +165,7 @@ def _stats_dict(stats: object) -> dict[str, object]:
     return out
 
 
-def _frozen(data: Mapping[str, object]) -> dict[str, object]:
+def _frozen(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: MappingProxyType(dict(v)) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -30,7 +31,7 @@ def linear(k: int = 4) -> StateGraph:
     for n in names:
         b.add_node(n, step(n))
     b.add_edge(START, names[0])
-    for a, c in zip(names, names[1:]):
+    for a, c in itertools.pairwise(names):
         b.add_edge(a, c)
     b.add_edge(names[-1], END)
     return b

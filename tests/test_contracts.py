@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 import pytest
+from graphs_basic import State, linear, step
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langgraph.graph import END, START, StateGraph
@@ -12,7 +13,6 @@ from langgraph.types import Send
 from pydantic import BaseModel
 
 import coordgap
-from graphs_basic import State, linear, step
 
 
 class HasAnswer(BaseModel):

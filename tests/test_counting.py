@@ -7,11 +7,6 @@ import threading
 from typing import Any, Literal
 
 import pytest
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Command, Send
-
-import coordgap
 from graphs_basic import (
     State,
     commanding,
@@ -24,6 +19,11 @@ from graphs_basic import (
     step,
     with_subgraph,
 )
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, Send
+
+import coordgap
 
 
 def counts(app: Any) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, str], tuple[int, int]]]:

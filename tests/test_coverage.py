@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import pytest
+from coverage_graphs import research_agent
 from graphs_basic import State, step
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
-from coverage_graphs import research_agent
 
 import coordgap
 from coordgap.coverage import _COLLECTOR, Coverage, coverage

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-import re
-
 import pytest
+from graphs_basic import linear, looping
 from pydantic import BaseModel
 
 import coordgap
-from graphs_basic import linear, looping
 
 
 class M(BaseModel):

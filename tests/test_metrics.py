@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from graphs_basic import linear, looping, retrying
 
 import coordgap
 from coordgap import semconv as sc
-from graphs_basic import linear, looping, retrying
 
 
 def points(reader: Any, name: str) -> list[tuple[dict[str, Any], float]]:

@@ -6,12 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from graphs_basic import State, linear, retrying, sending, step, with_subgraph
 from opentelemetry.trace import StatusCode
 from pydantic import BaseModel
 
 import coordgap
 from coordgap import semconv as sc
-from graphs_basic import State, linear, retrying, sending, step, with_subgraph
 
 CANARY = "canary-7f3a-secret"
 
@@ -86,9 +86,8 @@ def test_failures_mode_keeps_recorded_times_and_parent_under_user_span(
         retrying(fails=5), spans="failures", tracer_provider=tracer_provider
     )
     tracer = tracer_provider.get_tracer("user")
-    with tracer.start_as_current_span("request") as outer:
-        with pytest.raises(Exception):
-            app.invoke({"n": 0})
+    with tracer.start_as_current_span("request") as outer, pytest.raises(Exception):
+        app.invoke({"n": 0})
     spans = span_exporter.get_finished_spans()
     (run,) = by_name(spans, sc.SPAN_RUN)
     assert run.parent.span_id == outer.get_span_context().span_id
@@ -154,7 +153,7 @@ def test_subgraph_node_spans_nest_under_the_container_node(
 
 def test_failed_router_is_an_error_span(tracer_provider: Any, span_exporter: Any) -> None:
     """A router naming no node is a router span and a handoff span with status ERROR."""
-    from langgraph.graph import END, START, StateGraph
+    from langgraph.graph import START, StateGraph
 
     def route(state: State) -> str:
         return "nowhere-" + CANARY

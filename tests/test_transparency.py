@@ -7,10 +7,6 @@ import re
 from typing import Any
 
 import pytest
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.types import Command
-
-import coordgap
 from graphs_basic import (
     commanding,
     fan_out_in,
@@ -21,6 +17,10 @@ from graphs_basic import (
     sending,
     with_subgraph,
 )
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+import coordgap
 
 BUILDERS = {
     "linear": lambda: linear(4),
@@ -208,10 +208,9 @@ def test_user_builder_is_not_mutated_and_runnable_is_reachable() -> None:
 
 def test_instrumented_graph_is_a_compiled_state_graph_usable_as_subgraph() -> None:
     """The result is a CompiledStateGraph and works as a node of another graph."""
+    from graphs_basic import State
     from langgraph.graph import END, START, StateGraph
     from langgraph.graph.state import CompiledStateGraph
-
-    from graphs_basic import State
 
     inner = coordgap.instrument(linear(2), name="inner")
     assert isinstance(inner, CompiledStateGraph)
@@ -232,10 +231,9 @@ def test_batch_and_with_config_keep_instrumentation() -> None:
 
 
 def _sequence_graph(fail: bool = False) -> Any:
+    from graphs_basic import State
     from langchain_core.runnables import RunnableLambda
     from langgraph.graph import END, START, StateGraph
-
-    from graphs_basic import State
 
     def middle(d: dict[str, Any]) -> dict[str, Any]:
         if fail:

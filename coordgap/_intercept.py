@@ -927,7 +927,9 @@ def probe_steps(steps: list[Runnable[Any, Any]], node: NodeProbe) -> list[Runnab
 class StartProbe(Runnable[Any, Any]):
     """Wraps the entry's first writer: opens the START handoffs of a fresh run."""
 
-    def __init__(self, inner: Runnable[Any, Any], graph: GraphSites, targets: tuple[str, ...]) -> None:
+    def __init__(
+        self, inner: Runnable[Any, Any], graph: GraphSites, targets: tuple[str, ...]
+    ) -> None:
         self.inner = inner
         self.graph = graph
         self.targets = targets
@@ -950,7 +952,9 @@ class StartProbe(Runnable[Any, Any]):
         self._open()
         return await self.inner.ainvoke(input, config, **kwargs)
 
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
         self._open()
         yield from self.inner.stream(input, config, **kwargs)
 
@@ -961,7 +965,9 @@ class StartProbe(Runnable[Any, Any]):
         async for chunk in self.inner.astream(input, config, **kwargs):
             yield chunk
 
-    def transform(self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+    def transform(
+        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
         self._open()
         yield from self.inner.transform(input, config, **kwargs)
 

@@ -56,7 +56,9 @@ class Contract:
     name: str | None = None
 
 
-def contract(*, requires: Any = None, ensures: Any = None, name: str | None = None) -> Callable[[F], F]:
+def contract(
+    *, requires: Any = None, ensures: Any = None, name: str | None = None
+) -> Callable[[F], F]:
     """Return a decorator that declares a node function's contract (the function is unchanged).
 
     Example::

@@ -64,7 +64,8 @@ class ContractViolation(CoordgapError, ValueError):
         else:
             place = f"the handoff {source!r} -> {node!r}"
         broken = ", ".join(
-            f"{field or '<root>'} ({kind})" for field, kind in zip(self.fields, self.error_types, strict=False)
+            f"{field or '<root>'} ({kind})"
+            for field, kind in zip(self.fields, self.error_types, strict=False)
         )
         super().__init__(
             f"{place} broke contract {contract!r} ({where}): {broken or 'check returned False'}"

@@ -300,7 +300,11 @@ class Report:
 
     @classmethod
     def from_prometheus(
-        cls, url: str, *, graph: str | None = None, window: str | None = "1h",
+        cls,
+        url: str,
+        *,
+        graph: str | None = None,
+        window: str | None = "1h",
         confidence: float = 0.95,
     ) -> Report:
         """Return the report of a whole fleet, from PromQL over Prometheus's HTTP API.

@@ -26,13 +26,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import coordgap  # noqa: E402
-from research_agent import (  # noqa: E402
+from research_agent import (
     AUDIT_HANDOFF,
     AUDIT_NODES,
     build_research_agent,
     with_audit_faults,
 )
+
+import coordgap
 
 
 def summary_lines(rep: Any, audit: Any) -> list[str]:

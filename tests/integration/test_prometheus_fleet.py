@@ -249,6 +249,9 @@ def test_grafana_dashboard_queries_run_on_prometheus(
 
     prometheus, ledgers = fleet
     _converged(prometheus.url, _sum(ledgers).runs.runs)
+    # increase() and rate() need two samples of a series in the window: wait two more
+    # scrapes (1 s apart), or a fast worker's series may hold a single sample
+    time.sleep(2.5)
     path = Path(__file__).parents[2] / "examples" / "grafana" / "coordgap-dashboard.json"
     dashboard = json.loads(path.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]

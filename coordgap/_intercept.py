@@ -505,21 +505,30 @@ def _violation_error(
     return err
 
 
-class NodeProbe(Runnable[Any, Any]):
+class _Probe(Runnable[Any, Any]):
+    """A runnable standing in for the user's: named as it is, calling it unchanged."""
+
+    inner: Runnable[Any, Any]
+
+    @property
+    def name(self) -> str | None:  # type: ignore[override]
+        return getattr(self.inner, "name", None)
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        return self.inner.get_name(suffix, name=name)
+
+
+class NodeProbe(_Probe):
     """Wraps a node's runnable: counts the attempt, checks contracts, opens its handoffs."""
 
     def __init__(self, inner: Runnable[Any, Any] | None, site: NodeSite) -> None:
         # inner is None for a sequence node: its StepProbes call the steps themselves
         self.inner: Runnable[Any, Any] = inner  # type: ignore[assignment]
         self.site = site
-        self.name = getattr(inner, "name", None)
         self._inflight: dict[str, _Call] = {}  # sequence nodes: the open call per task
         self._lock = threading.Lock()
         # set by coordgap.faults on a node whose incoming handoffs get corrupted
         self.corrupt = getattr(inner, "coordgap_corrupt", None)
-
-    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
-        return self.inner.get_name(suffix, name=name)
 
     # -- begin: the handoffs into this node are delivered ------------------------------
 
@@ -809,7 +818,7 @@ def _accumulate(final: Any, chunk: Any, started: bool) -> Any:
         return chunk
 
 
-class StepProbe(Runnable[Any, Any]):
+class StepProbe(_Probe):
     """Wraps one step of a node that is a sequence (``prompt | model``).
 
     LangGraph flattens a sequence into the node's own steps; wrapping each
@@ -824,10 +833,6 @@ class StepProbe(Runnable[Any, Any]):
         self.node = node
         self.first = first
         self.last = last
-        self.name = getattr(inner, "name", None)
-
-    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
-        return self.inner.get_name(suffix, name=name)
 
     def _open(self, input: Any, config: Any) -> None:
         if self.first:
@@ -924,7 +929,7 @@ def probe_steps(steps: list[Runnable[Any, Any]], node: NodeProbe) -> list[Runnab
     return [StepProbe(step, node, i == 0, i == last) for i, step in enumerate(steps)]
 
 
-class StartProbe(Runnable[Any, Any]):
+class StartProbe(_Probe):
     """Wraps the entry's first writer: opens the START handoffs of a fresh run."""
 
     def __init__(
@@ -979,7 +984,7 @@ class StartProbe(Runnable[Any, Any]):
             yield chunk
 
 
-class RouterProbe(Runnable[Any, Any]):
+class RouterProbe(_Probe):
     """Wraps a router's path function: counts the decision and opens its handoffs."""
 
     def __init__(
@@ -995,10 +1000,6 @@ class RouterProbe(Runnable[Any, Any]):
         self.router = router
         self.source = source
         self.ends = ends
-        self.name = getattr(inner, "name", None)
-
-    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
-        return self.inner.get_name(suffix, name=name)
 
     def _failed(self, exc: BaseException, start: int) -> None:
         if isinstance(exc, lg.GraphBubbleUp) or not isinstance(exc, Exception):

@@ -406,6 +406,8 @@ def _build(
             edge_checks=edge_checks,
             policies=lg.retry_policies(pregel_node, compiled),
         )
+        if compiled.cache is not None and (pregel_node.cache_policy or compiled.cache_policy):
+            recorder.cached_nodes.add(site.name)
         sub = lg.subgraph_of(builder.nodes[raw])
 
         def wrap(bound: Any, site: NodeSite = site, sub: Any = sub) -> Any:

@@ -172,6 +172,8 @@ class Recorder:
         self._threads: OrderedDict[tuple[str, str], list[tuple[str, _Pending]]] = OrderedDict()
         self._threads_lock = threading.Lock()
         self._error_types: set[str] = set()
+        # nodes LangGraph may answer from its cache without running them (no probe sees it)
+        self.cached_nodes: set[str] = set()
         _RECORDERS.add(self)
 
     # -- plumbing -----------------------------------------------------------------
@@ -261,8 +263,23 @@ class Recorder:
         else:
             status = "ok"
         if left and status == "ok":
-            # The run finished yet these targets never started: LangGraph dropped the handoff.
+            # The run finished yet these targets never started: LangGraph dropped the handoff,
+            # unless the target was answered from LangGraph's cache (its writes replayed).
             for target, pending in left:
+                if target in self.cached_nodes:
+                    self.emit(
+                        HandoffOutcome(
+                            graph=self.graph,
+                            source=pending.source,
+                            target=target,
+                            kind=pending.kind,  # type: ignore[arg-type]
+                            ok=True,
+                            start_ns=pending.start_ns,
+                            end_ns=end_ns,
+                            run_id=run.run_id,
+                        )
+                    )
+                    continue
                 event = HandoffOutcome(
                     graph=self.graph,
                     source=pending.source,

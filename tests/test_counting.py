@@ -333,3 +333,51 @@ def test_instrumenting_twice_does_not_double_count() -> None:
     assert again is app
     again.invoke({"n": 0})
     assert coordgap.ledger(app).snapshot().nodes["n0"].executions == 1
+
+
+def test_error_handler_defer_cache_and_timeout_nodes() -> None:
+    """error_handler, defer, cache_policy and timeout keep their behaviour and counts.
+
+    A node answered from LangGraph's cache does not run, so no probe sees it: its incoming
+    handoff is closed as delivered at the end of the run, not reported as dropped.
+    """
+    from langgraph.cache.memory import InMemoryCache
+    from langgraph.types import CachePolicy
+
+    def boom(state: State) -> dict[str, Any]:
+        raise KeyError("boom")
+
+    def handler(state: State) -> dict[str, Any]:
+        return {"log": ["handled"]}
+
+    async def slow(state: State) -> dict[str, Any]:
+        await asyncio.sleep(0.001)
+        return {"log": ["slow"]}
+
+    def build() -> StateGraph:
+        b = StateGraph(State)
+        b.add_node("a", step("a"))
+        b.add_node("boom", boom, error_handler=handler)
+        b.add_node("late", step("late"), defer=True)
+        b.add_node("cached", step("cached"), cache_policy=CachePolicy())
+        b.add_node("slow", slow, timeout=5.0)
+        b.add_edge(START, "a")
+        for target in ("boom", "late", "cached"):
+            b.add_edge("a", target)
+        b.add_edge("cached", "slow")
+        b.add_edge("slow", END)
+        b.add_edge("late", END)
+        return b
+
+    async def twice(graph: Any) -> list[list[str]]:
+        return [sorted((await graph.ainvoke({"n": 0}))["log"]) for _ in range(2)]
+
+    bare = build().compile(cache=InMemoryCache())
+    app = coordgap.instrument(build().compile(cache=InMemoryCache()))
+    assert asyncio.run(twice(bare)) == asyncio.run(twice(app))
+    snap = coordgap.ledger(app).snapshot()
+    assert (snap.nodes["boom"].executions, snap.nodes["boom"].failures) == (2, 2)
+    assert snap.nodes["cached"].executions == 1  # the second run was a cache hit
+    assert (snap.handoffs[("a", "cached")].transfers, snap.handoffs[("a", "cached")].failures) == (2, 0)
+    assert snap.nodes["late"].executions == 2
+    assert (snap.runs.ok, snap.runs.clean) == (2, 0)  # the handled failure still dirties the run

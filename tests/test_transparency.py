@@ -280,3 +280,36 @@ def test_sequence_node_failing_in_a_middle_step_is_one_failed_execution() -> Non
         asyncio.run(app.ainvoke({"n": 0}))
     seq = coordgap.ledger(app).snapshot().nodes["seq"]
     assert (seq.executions, seq.failures, dict(seq.error_types)) == (1, 1, {"ArithmeticError": 1})
+
+
+def test_messages_stream_mode_is_identical() -> None:
+    """stream_mode='messages' (LLM tokens through callbacks) yields the same chunks, sync and async."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    def build() -> Any:
+        model = GenericFakeChatModel(messages=iter([AIMessage(content="hello there friend")] * 9))
+
+        def call(state: MessagesState) -> dict[str, Any]:
+            return {"messages": [model.invoke(state["messages"])]}
+
+        b = StateGraph(MessagesState)
+        b.add_node("call", call)
+        b.add_edge(START, "call")
+        b.add_edge("call", END)
+        return b
+
+    def run(graph: Any) -> list[str]:
+        return [masked(c) for c in graph.stream({"messages": [("human", "hi")]}, stream_mode="messages")]
+
+    async def arun(graph: Any) -> list[str]:
+        return [
+            masked(c)
+            async for c in graph.astream({"messages": [("human", "hi")]}, stream_mode="messages")
+        ]
+
+    chunks = run(build().compile())
+    assert len(chunks) == 5
+    assert chunks == run(coordgap.instrument(build()))
+    assert asyncio.run(arun(build().compile())) == asyncio.run(arun(coordgap.instrument(build())))

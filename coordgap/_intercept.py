@@ -568,8 +568,6 @@ class NodeProbe(_Probe):
             delivered: Sequence[_Pending] = ()  # a retry: delivered on the first attempt
         else:
             delivered = run.deliver(site.name, config, input)
-        if rec.live:
-            call.span, call.token = rec.spans.node_start(site.name, now, call.attempt, call.step)
         violation: ContractViolation | None = None
         faulted = False
         if self.corrupt is not None and delivered:
@@ -578,18 +576,17 @@ class NodeProbe(_Probe):
             )
             call.input = input
         requires = site.requires.__call__(input) if site.requires is not None else None
+        received: list[_Pending] | None = [] if rec.live else None
         for pending in delivered:
             broken = requires
             edge = site.edge_checks.get(pending.source)
             if broken is None and edge is not None:
                 broken = edge(input)
+            if broken is None and received is not None:
+                received.append(pending)
             if broken is None and not rec.sinks:
                 # the happy path: count it, build no event
                 rec.ledger.handoff_ok(pending.source, site.name, pending.kind)
-                if call.span is not None:
-                    rec.spans.handoff_ok_fields(
-                        pending.source, site.name, pending.kind, now, call.span
-                    )
                 continue
             event = HandoffOutcome(
                 graph=rec.graph,
@@ -609,15 +606,17 @@ class NodeProbe(_Probe):
                 else rec.capture.render(input),
             )
             rec.emit(event)
-            if broken is None:
-                if call.span is not None:
-                    rec.spans.handoff_ok(event, call.span)
-            else:
+            if broken is not None:
                 rec.failed(run, event)
                 if violation is None:
                     violation = _violation_error(
                         broken, where="handoff", node=site.name, source=pending.source
                     )
+        if received is not None:
+            # started after the handoffs were checked, so what it received is set in one go
+            call.span, call.token = rec.spans.node_start(
+                site.name, now, call.attempt, call.step, received
+            )
         if requires is not None and not delivered and call.attempt == 1:
             # The state broke `requires` but no handoff was traced here (a resumed run)
             event = HandoffOutcome(

@@ -23,13 +23,11 @@ SPAN_NODE: Final = "coordgap.node"
 """One span per node execution attempt, child of the run span."""
 
 SPAN_HANDOFF: Final = "coordgap.handoff"
-"""A failed handoff (always a span); a successful one is an event on the target's node span."""
+"""A failed handoff; a successful one is recorded on the target's node span (spans="all")."""
 
 SPAN_ROUTER: Final = "coordgap.router"
 """A router (conditional-edge path function) that raised or chose an invalid route."""
 
-EVENT_HANDOFF: Final = "coordgap.handoff"
-"""Span event on the target node's span for a handoff that succeeded (spans="all")."""
 
 # -- attribute keys ----------------------------------------------------------------
 
@@ -53,6 +51,12 @@ ATTR_TARGET: Final = "coordgap.handoff.target"
 
 ATTR_HANDOFF_KIND: Final = "coordgap.handoff.kind"
 """One of: edge, join, conditional, command, send."""
+
+ATTR_RECEIVED_FROM: Final = "coordgap.handoff.received_from"
+"""On a node span (spans="all"): the sources of the handoffs the node received, in order."""
+
+ATTR_RECEIVED_KINDS: Final = "coordgap.handoff.received_kinds"
+"""On a node span (spans="all"): the kinds of those handoffs, aligned with received_from."""
 
 ATTR_ROUTER: Final = "coordgap.router"
 """A router's name (its path function's name)."""

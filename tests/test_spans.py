@@ -25,10 +25,10 @@ def by_name(spans: Any, name: str) -> list[Any]:
     return [s for s in spans if s.name == name]
 
 
-def test_all_mode_creates_run_and_node_spans_with_handoff_events(
+def test_all_mode_creates_run_and_node_spans_with_received_handoffs(
     tracer_provider: Any, span_exporter: Any
 ) -> None:
-    """spans='all': one run span, a child per node, successful handoffs as events."""
+    """spans='all': one run span, a child per node, received handoffs as node attributes."""
     app = coordgap.instrument(linear(3), spans="all", tracer_provider=tracer_provider)
     app.invoke({"n": 0})
     spans = span_exporter.get_finished_spans()
@@ -38,9 +38,8 @@ def test_all_mode_creates_run_and_node_spans_with_handoff_events(
     assert all(s.parent.span_id == run.context.span_id for s in nodes)
     assert all(s.context.trace_id == run.context.trace_id for s in nodes)
     n1 = next(s for s in nodes if s.attributes[sc.ATTR_NODE] == "n1")
-    (event,) = [e for e in n1.events if e.name == sc.EVENT_HANDOFF]
-    assert event.attributes[sc.ATTR_SOURCE] == "n0"
-    assert event.attributes[sc.ATTR_HANDOFF_KIND] == "edge"
+    assert list(n1.attributes[sc.ATTR_RECEIVED_FROM]) == ["n0"]
+    assert list(n1.attributes[sc.ATTR_RECEIVED_KINDS]) == ["edge"]
     assert run.attributes[sc.ATTR_OUTCOME] == "ok"
     assert by_name(spans, sc.SPAN_HANDOFF) == []
 

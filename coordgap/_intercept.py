@@ -412,6 +412,11 @@ class GraphSites:
     nodes: frozenset[str]
     """The graph's raw node names."""
 
+    @property
+    def end_name(self) -> str:
+        """This graph's END as a handoff target (``outer/__end__`` in a subgraph)."""
+        return self.prefix + sc.END if self.prefix else sc.END
+
     def qualify(self, raw: str) -> str:
         if raw == lg.END:
             return self.prefix + sc.END if self.prefix else sc.END
@@ -478,6 +483,11 @@ class NodeSite:
     ensures: Check | None = None
     edge_checks: Mapping[str, Check] = field(default_factory=dict)
     policies: tuple[Any, ...] = ()
+    ends_here: bool = field(init=False)
+    """True when a static edge leads from this node to END."""
+
+    def __post_init__(self) -> None:
+        self.ends_here = any(t == lg.END for t, _ in self.static_targets)
 
 
 _UNCHANGED: Any = object()
@@ -702,8 +712,8 @@ class NodeProbe(_Probe):
         broken = site.ensures(update_of(output)) if site.ensures is not None else None
         self._succeeded(call, end, broken)
         run = call.run
-        for target, kind in site.static_targets:
-            site.graph.route(run, site.name, target, kind, end)
+        if site.static_targets:
+            self._open_static(run, end)
         if type(output) is not dict:  # a plain update holds no Command or Send
             commands = list(lg.command_gotos(output))
             if commands:
@@ -712,6 +722,30 @@ class NodeProbe(_Probe):
                 site.graph.route(run, site.name, output, "send", end)
         if broken is not None and site.graph.recorder.raise_on_violation:
             raise _violation_error(broken, where="ensures", node=site.name, source=None)
+
+    def _open_static(self, run: _Run | None, now: int) -> None:
+        """Open the node's static edges and joins (targets known valid at instrument time)."""
+        site = self.site
+        rec = site.graph.recorder
+        if rec.sinks or run is None:
+            for target, kind in site.static_targets:
+                site.graph.route(run, site.name, target, kind, now)
+            return
+        source = site.name
+        end_target = site.graph.end_name
+        with run.lock:
+            pending = run.pending
+            for target, kind in site.static_targets:
+                if target == lg.END:
+                    continue
+                qualified = site.graph.prefix + target
+                bucket = pending.get(qualified)
+                if bucket is None:
+                    pending[qualified] = [_Pending(source, kind, now)]
+                else:
+                    bucket.append(_Pending(source, kind, now))
+        if site.ends_here:
+            rec.ledger.handoff_ok(source, end_target, "edge")
 
     def _succeeded(self, call: _Call, end: int, broken: Violation | None) -> None:
         site = self.site

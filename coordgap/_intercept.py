@@ -99,11 +99,20 @@ class _Run:
 
     def open(self, target: str, pending: _Pending) -> None:
         with self.lock:
-            bucket = self.pending.get(target)
-            if bucket is None:
-                self.pending[target] = [pending]
-            else:
-                bucket.append(pending)
+            self._add(target, pending)
+
+    def open_many(self, source: str, targets: Sequence[tuple[str, str]], now: int) -> None:
+        """Open one handoff from ``source`` per (target, kind), under one lock."""
+        with self.lock:
+            for target, kind in targets:
+                self._add(target, _Pending(source, kind, now))
+
+    def _add(self, target: str, pending: _Pending) -> None:
+        bucket = self.pending.get(target)
+        if bucket is None:
+            self.pending[target] = [pending]
+        else:
+            bucket.append(pending)
 
     def deliver(self, target: str, config: Any, arg: Any) -> list[_Pending]:
         """Close the handoffs into ``target``: one Send for a push, every other kind otherwise."""
@@ -419,7 +428,7 @@ class GraphSites:
 
     def qualify(self, raw: str) -> str:
         if raw == lg.END:
-            return self.prefix + sc.END if self.prefix else sc.END
+            return self.end_name
         if raw == lg.START:
             return self.prefix + sc.START if self.prefix else sc.START
         return self.prefix + raw
@@ -483,11 +492,16 @@ class NodeSite:
     ensures: Check | None = None
     edge_checks: Mapping[str, Check] = field(default_factory=dict)
     policies: tuple[Any, ...] = ()
-    ends_here: bool = field(init=False)
-    """True when a static edge leads from this node to END."""
+    static_pending: tuple[tuple[str, str], ...] = field(init=False)
+    """The static targets other than END, qualified, with their kinds."""
+    end_kinds: tuple[str, ...] = field(init=False)
+    """The kinds of the static edges from this node into END."""
 
     def __post_init__(self) -> None:
-        self.ends_here = any(t == lg.END for t, _ in self.static_targets)
+        self.static_pending = tuple(
+            (self.graph.qualify(t), k) for t, k in self.static_targets if t != lg.END
+        )
+        self.end_kinds = tuple(k for t, k in self.static_targets if t == lg.END)
 
 
 _UNCHANGED: Any = object()
@@ -521,7 +535,7 @@ def _input_of(call: _Call | None, input: Any) -> Any:
 def _violation_error(
     v: Violation, *, where: str, node: str, source: str | None
 ) -> ContractViolation:
-    err = ContractViolation(
+    return ContractViolation(
         contract=v.contract,
         where=where,
         node=node,
@@ -529,7 +543,6 @@ def _violation_error(
         fields=v.fields,
         error_types=v.error_types,
     )
-    return err
 
 
 class _Probe(Runnable[Any, Any]):
@@ -731,21 +744,10 @@ class NodeProbe(_Probe):
             for target, kind in site.static_targets:
                 site.graph.route(run, site.name, target, kind, now)
             return
-        source = site.name
-        end_target = site.graph.end_name
-        with run.lock:
-            pending = run.pending
-            for target, kind in site.static_targets:
-                if target == lg.END:
-                    continue
-                qualified = site.graph.prefix + target
-                bucket = pending.get(qualified)
-                if bucket is None:
-                    pending[qualified] = [_Pending(source, kind, now)]
-                else:
-                    bucket.append(_Pending(source, kind, now))
-        if site.ends_here:
-            rec.ledger.handoff_ok(source, end_target, "edge")
+        if site.static_pending:
+            run.open_many(site.name, site.static_pending, now)
+        for kind in site.end_kinds:
+            rec.ledger.handoff_ok(site.name, site.graph.end_name, kind)
 
     def _succeeded(self, call: _Call, end: int, broken: Violation | None) -> None:
         site = self.site

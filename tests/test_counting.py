@@ -381,3 +381,21 @@ def test_error_handler_defer_cache_and_timeout_nodes() -> None:
     assert (snap.handoffs[("a", "cached")].transfers, snap.handoffs[("a", "cached")].failures) == (2, 0)
     assert snap.nodes["late"].executions == 2
     assert (snap.runs.ok, snap.runs.clean) == (2, 0)  # the handled failure still dirties the run
+
+
+def test_join_into_end_is_counted_as_a_join() -> None:
+    """add_edge([b, c], END): each source's handoff into END has kind join, like any join."""
+    from graphs_basic import log_only
+
+    b = StateGraph(State)
+    for n in ("a", "b", "c"):
+        b.add_node(n, log_only(n))
+    b.add_edge(START, "a")
+    b.add_edge("a", "b")
+    b.add_edge("a", "c")
+    b.add_edge(["b", "c"], END)
+    app = coordgap.instrument(b)
+    assert b.compile().invoke({"n": 0}) == app.invoke({"n": 0})
+    snap = coordgap.ledger(app).snapshot()
+    assert dict(snap.handoffs[("b", "__end__")].kinds) == {"join": 1}
+    assert dict(snap.handoffs[("c", "__end__")].kinds) == {"join": 1}

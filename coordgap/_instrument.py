@@ -27,6 +27,7 @@ from .contracts import Check, Contract, compile_check, declared_contract
 from .errors import ConfigurationError
 from .events import Event
 from .ledger import Ledger
+from .topology import Topology
 
 __all__ = ["InstrumentedGraph", "instrument", "ledger", "uninstrument"]
 
@@ -64,11 +65,10 @@ class InstrumentedGraph(lg.CompiledStateGraph):  # type: ignore[type-arg]
 class _State:
     """What instrument() built for one graph, kept on the instrumented graph."""
 
-    def __init__(self, recorder: Recorder, ledger: Ledger, bare: Any, options: Mapping[str, Any]):
+    def __init__(self, recorder: Recorder, ledger: Ledger, bare: Any) -> None:
         self.recorder = recorder
         self.ledger = ledger
         self.bare = bare
-        self.options = options
 
 
 def _resolve_spans(spans: SpanMode | None) -> str:
@@ -208,10 +208,9 @@ def instrument(
         duration_histogram=histogram,
     )
     node_contracts = _node_contracts(builder, contracts)
-    edge_contracts = _edge_contracts(builder, handoffs)
+    edge_contracts = _edge_contracts(builder, topology, handoffs)
     app = _build(builder, compile_kwargs, extra, recorder, "", node_contracts, edge_contracts)
-    options = {"name": graph_name, "spans": span_mode, "on_violation": on_violation}
-    app.coordgap_state = _State(recorder, ledger_, graph, options)
+    app.coordgap_state = _State(recorder, ledger_, graph)
     _announce(app, recorder, ledger_)
     return app
 
@@ -317,7 +316,7 @@ def _node_contracts(
 
 
 def _edge_contracts(
-    builder: Any, handoffs: Mapping[tuple[str, str], Any] | None
+    builder: Any, topology: Topology, handoffs: Mapping[tuple[str, str], Any] | None
 ) -> dict[str, dict[str, Check]]:
     if not handoffs:
         return {}
@@ -326,7 +325,6 @@ def _edge_contracts(
             f"handoffs= takes a dict of (source, target) -> contract, not {handoffs!r}."
         )
     known = lg.node_names(builder)
-    topology = lg.topology_of(builder, "")
     connected = {(h.source, h.target) for h in topology.handoffs}
     open_routers = {r.source for r in topology.routers if r.targets is None}
     out: dict[str, dict[str, Check]] = {}

@@ -243,11 +243,3 @@ def update_of(output: Any) -> Any:
         elif update is not None:
             return update
     return merged
-
-
-def type_hints_safe(obj: Any) -> Mapping[str, Any]:
-    """Return type hints, or {} when they cannot be resolved."""
-    try:
-        return get_type_hints(obj)
-    except Exception:
-        return {}

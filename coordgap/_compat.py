@@ -8,6 +8,7 @@ here, so a LangGraph upgrade is one file's work. Supported: the 1.x line
 from __future__ import annotations
 
 import copy
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -315,13 +316,9 @@ def _should_retry_on(policy: RetryPolicy, exc: Exception) -> bool:
 # -- per-call information -------------------------------------------------------------
 
 
-def attempt_of(config: Any) -> int:
-    """Return the attempt number (1-based) of the node call this config belongs to."""
-    try:
-        runtime = config[CONF][CONFIG_KEY_RUNTIME]
-        return int(runtime.execution_info.node_attempt)
-    except Exception:
-        return 1
+runtime_attempt: Callable[[Any], int] = operator.attrgetter("execution_info.node_attempt")
+"""The attempt number (1-based) held by ``config[CONF][CONFIG_KEY_RUNTIME]`` (C-level: the
+probes read it on every node call)."""
 
 
 def step_of(config: Any) -> int | None:
@@ -340,16 +337,18 @@ def is_push(config: Any) -> bool:
         return False
 
 
-def thread_key(config: Any) -> tuple[str, str] | None:
-    """Return (thread_id, checkpoint_ns) of a run's config, or None without a thread."""
-    try:
-        conf = config[CONF]
-    except Exception:
-        return None
-    thread = conf.get("thread_id")
-    if thread is None:
-        return None
-    return (str(thread), str(conf.get(CONFIG_KEY_CHECKPOINT_NS, "")))
+def thread_key(config: Any, fallback: Any = None) -> tuple[str, str] | None:
+    """Return (thread_id, checkpoint_ns) of a run's config (else of ``fallback``, the
+    graph's own config), or None without a thread."""
+    for candidate in (config, fallback):
+        try:
+            conf = candidate[CONF]
+        except Exception:
+            continue
+        thread = conf.get("thread_id")
+        if thread is not None:
+            return (str(thread), str(conf.get(CONFIG_KEY_CHECKPOINT_NS, "")))
+    return None
 
 
 def parent_command_targets_this_graph(exc: ParentCommand, config: Any, task_name: str) -> bool:

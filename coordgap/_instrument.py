@@ -47,17 +47,30 @@ class InstrumentedGraph(lg.CompiledStateGraph):  # type: ignore[type-arg]
         super().__init__(**kwargs)
         self.coordgap_state = coordgap_state
 
+    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        state = self.coordgap_state
+        if state is None:
+            return super().invoke(input, config, **kwargs)
+        # one run around the whole call: stream() below sees it and adds no layer per step
+        return state.recorder.call(super().invoke, input, config, kwargs, self.config)
+
+    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        state = self.coordgap_state
+        if state is None:
+            return await super().ainvoke(input, config, **kwargs)
+        return await state.recorder.acall(super().ainvoke, input, config, kwargs, self.config)
+
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         inner = super().stream(input, config, **kwargs)
         state = self.coordgap_state
-        if state is None:
+        if state is None or state.recorder.in_run():
             return inner
         return state.recorder.drive(inner, config, self.config)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         inner = super().astream(input, config, **kwargs)
         state = self.coordgap_state
-        if state is None:
+        if state is None or state.recorder.in_run():
             return inner
         return state.recorder.adrive(inner, config, self.config)
 
@@ -258,7 +271,7 @@ def _announce(app: InstrumentedGraph, recorder: Recorder, ledger_: Ledger) -> No
         except Exception as exc:
             report_internal_error("instrument observer", exc, ledger_.count_internal_error)
     if extra:
-        recorder.sinks = (*recorder.sinks, *extra)
+        recorder.add_sinks(extra)
 
 
 def _builder_and_options(graph: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:

@@ -53,26 +53,27 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_locks_after_fork)
 
 
-class _Pending:
-    """A handoff opened at its source, waiting for its target to start."""
-
-    __slots__ = ("arg", "kind", "source", "start_ns")
-
-    def __init__(self, source: str, kind: str, start_ns: int, arg: Any = None) -> None:
-        self.source = source
-        self.kind = kind
-        self.start_ns = start_ns
-        self.arg = arg
+_Pending = tuple[str, str, int, Any, Any]
+"""A handoff opened at its source, waiting for its target to start:
+``(source, kind, start_ns, arg, row)``; arg is a Send's payload (else None), row
+the ledger row it is counted on when bound in advance (else None). A tuple:
+static edges open one per node call, and a tuple costs a fraction of an instance."""
 
 
 class _Run:
-    """Everything coordgap tracks for one run; shared by the run's subgraphs."""
+    """Everything coordgap tracks for one run; shared by the run's subgraphs.
+
+    Its pending handoffs are guarded by the ledger's lock (see :class:`Ledger`), so
+    a probe delivers handoffs and counts them under one acquisition.
+    """
 
     __slots__ = (
         "failed",
         "failures",
+        "durations",
+        "has_sends",
         "interrupted",
-        "lock",
+        "ledger",
         "otel_ctx",
         "parent_ctx",
         "pending",
@@ -85,54 +86,71 @@ class _Run:
 
     def __init__(self, recorder: Recorder, run_id: int, thread: tuple[str, str] | None) -> None:
         self.recorder = recorder
+        self.ledger = recorder.ledger
         self.run_id = run_id
         self.start_ns = _time_ns()
         self.thread = thread
         self.failed = False
         self.interrupted = False
         self.pending: dict[str, list[_Pending]] = {}
-        self.lock = threading.Lock()
+        self.has_sends = False
+        # successful attempts' (histogram attributes, seconds, live span), recorded at the end
+        self.durations: list[tuple[dict[str, Any], float, Any]] = []
         self.span: Any = None
         self.otel_ctx: Any = None
         self.parent_ctx: Any = None
         self.failures: list[Event] = []
 
+    # The hot paths take the lock with acquire()/release(): `with lock:` costs about four
+    # times as much in CPython (its __exit__ parses arguments).
+
     def open(self, target: str, pending: _Pending) -> None:
-        with self.lock:
-            self._add(target, pending)
-
-    def open_many(self, source: str, targets: Sequence[tuple[str, str]], now: int) -> None:
-        """Open one handoff from ``source`` per (target, kind), under one lock."""
-        with self.lock:
-            for target, kind in targets:
-                self._add(target, _Pending(source, kind, now))
-
-    def _add(self, target: str, pending: _Pending) -> None:
-        bucket = self.pending.get(target)
-        if bucket is None:
-            self.pending[target] = [pending]
-        else:
-            bucket.append(pending)
+        lock = self.ledger.lock
+        lock.acquire()
+        try:
+            bucket = self.pending.get(target)
+            if bucket is None:
+                self.pending[target] = [pending]
+            else:
+                bucket.append(pending)
+            if pending[1] == "send":
+                self.has_sends = True
+        finally:
+            lock.release()
 
     def deliver(self, target: str, config: Any, arg: Any) -> list[_Pending]:
         """Close the handoffs into ``target``: one Send for a push, every other kind otherwise."""
-        with self.lock:
-            bucket = self.pending.get(target)
-            if not bucket:
+        lock = self.ledger.lock
+        lock.acquire()
+        try:
+            bucket = self.pending.pop(target, None)
+            if bucket is None:
                 return []
+            if not self.has_sends:
+                return bucket  # no Send in this run: every call is a pull, it takes them all
             if lg.is_push(config):
-                sends = [p for p in bucket if p.kind == "send"]
+                sends = [p for p in bucket if p[1] == "send"]
                 if not sends:
+                    self.pending[target] = bucket
                     return []
-                chosen = next((p for p in sends if p.arg is arg), sends[0])
+                chosen = next((p for p in sends if p[3] is arg), sends[0])
                 bucket.remove(chosen)
                 delivered = [chosen]
             else:
-                delivered = [p for p in bucket if p.kind != "send"]
-                bucket[:] = [p for p in bucket if p.kind == "send"]
-            if not bucket:
-                del self.pending[target]
+                delivered = [p for p in bucket if p[1] != "send"]
+                bucket = [p for p in bucket if p[1] == "send"]
+            if bucket:
+                self.pending[target] = bucket
             return delivered
+        finally:
+            lock.release()
+
+    def take_all(self) -> list[tuple[str, _Pending]]:
+        """Remove and return every pending handoff as (target, pending)."""
+        with self.ledger.lock:
+            left = [(t, p) for t, bucket in self.pending.items() for p in bucket]
+            self.pending.clear()
+        return left
 
 
 @dataclass
@@ -170,9 +188,11 @@ class Recorder:
     ) -> None:
         self.graph = graph
         self.ledger = ledger
-        self.sinks = tuple(sinks)
         self.spans = spans
         self.live = spans is not None and spans.live
+        self.sinks: tuple[Callable[[Event], None], ...] = ()
+        self.quiet = True
+        self.add_sinks(sinks)
         self.raise_on_violation = on_violation == "raise"
         self.capture = capture
         self.duration_histogram = duration_histogram
@@ -184,6 +204,11 @@ class Recorder:
         # nodes LangGraph may answer from its cache without running them (no probe sees it)
         self.cached_nodes: set[str] = set()
         _RECORDERS.add(self)
+
+    def add_sinks(self, sinks: Sequence[Callable[[Event], None]]) -> None:
+        self.sinks = (*self.sinks, *sinks)
+        # quiet: no sink wants event objects and no span is live, so the probes only count
+        self.quiet = not self.sinks and not self.live
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -221,24 +246,30 @@ class Recorder:
             except Exception as exc:
                 self.internal_error("spans", exc)
 
-    def record_duration(self, node: str, ok: bool, seconds: float) -> None:
-        hist = self.duration_histogram
-        if hist is None:
-            return
+    def duration_attributes(self, node: str, ok: bool) -> dict[str, Any]:
+        """Return the histogram's attributes for a node and outcome (one dict each, reused)."""
         key = (node, ok)
         attrs = self._duration_attrs.get(key)
         if attrs is None:
-            attrs = self._duration_attrs[key] = {
-                sc.ATTR_GRAPH: self.graph,
-                sc.ATTR_NODE: node,
-                sc.ATTR_OUTCOME: "ok" if ok else "error",
-            }
-        hist.record(seconds, attrs)
+            attrs = self._duration_attrs.setdefault(
+                key,
+                {
+                    sc.ATTR_GRAPH: self.graph,
+                    sc.ATTR_NODE: node,
+                    sc.ATTR_OUTCOME: "ok" if ok else "error",
+                },
+            )
+        return attrs
+
+    def record_duration(self, node: str, ok: bool, seconds: float) -> None:
+        hist = self.duration_histogram
+        if hist is not None:
+            hist.record(seconds, self.duration_attributes(node, ok))
 
     # -- runs -----------------------------------------------------------------------
 
     def start_run(self, config: Any, graph_config: Any) -> _Run:
-        thread = lg.thread_key(config) or lg.thread_key(graph_config)
+        thread = lg.thread_key(config, graph_config)
         run = _Run(self, next(self._run_ids), thread)
         if thread is not None:
             with self._threads_lock:
@@ -260,9 +291,9 @@ class Recorder:
 
     def _end_run(self, run: _Run, exc: BaseException | None, abandoned: bool) -> None:
         end_ns = _time_ns()
-        with run.lock:
-            left = [(t, p) for t, bucket in run.pending.items() for p in bucket]
-            run.pending.clear()
+        left = run.take_all()
+        if run.durations and self.duration_histogram is not None:
+            self.duration_histogram.record_batch(run.durations)
         error_type = None
         if exc is not None and not isinstance(exc, lg.GraphBubbleUp):
             status = "error"
@@ -274,16 +305,16 @@ class Recorder:
         if left and status == "ok":
             # The run finished yet these targets never started: LangGraph dropped the handoff,
             # unless the target was answered from LangGraph's cache (its writes replayed).
-            for target, pending in left:
+            for target, (source, kind, start_ns, _, _) in left:
                 if target in self.cached_nodes:
                     self.emit(
                         HandoffOutcome(
                             graph=self.graph,
-                            source=pending.source,
+                            source=source,
                             target=target,
-                            kind=pending.kind,  # type: ignore[arg-type]
+                            kind=kind,  # type: ignore[arg-type]
                             ok=True,
-                            start_ns=pending.start_ns,
+                            start_ns=start_ns,
                             end_ns=end_ns,
                             run_id=run.run_id,
                         )
@@ -291,11 +322,11 @@ class Recorder:
                     continue
                 event = HandoffOutcome(
                     graph=self.graph,
-                    source=pending.source,
+                    source=source,
                     target=target,
-                    kind=pending.kind,  # type: ignore[arg-type]
+                    kind=kind,  # type: ignore[arg-type]
                     ok=False,
-                    start_ns=pending.start_ns,
+                    start_ns=start_ns,
                     end_ns=end_ns,
                     error_type=sc.ERROR_UNDELIVERED,
                     run_id=run.run_id,
@@ -329,6 +360,68 @@ class Recorder:
         self.emit(outcome)
         if self.spans is not None:
             self.spans.run_end(run, outcome)
+
+    def in_run(self) -> bool:
+        """Return True inside one of this graph's runs (a subgraph call, or invoke's stream)."""
+        run = _CURRENT_RUN.get()
+        return run is not None and run.recorder is self
+
+    def call(
+        self,
+        fn: Callable[..., Any],
+        input: Any,
+        config: Any,
+        kwargs: dict[str, Any],
+        graph_config: Any,
+    ) -> Any:
+        """Call a graph's ``invoke`` as one run, the run current for the whole call."""
+        parent = _CURRENT_RUN.get()
+        if parent is not None and parent.recorder is self:
+            return fn(input, config, **kwargs)  # a subgraph of this graph: the parent's run
+        run = self.start_run(config, graph_config)
+        token = _CURRENT_RUN.set(run)
+        otel_token = otel_context.attach(run.otel_ctx) if self.live else None
+        try:
+            result = fn(input, config, **kwargs)
+        except BaseException as exc:
+            self.end_run(run, exc)
+            raise
+        finally:
+            if otel_token is not None:
+                otel_context.detach(otel_token)
+            _CURRENT_RUN.reset(token)
+        self.end_run(run, None)
+        return result
+
+    async def acall(
+        self,
+        fn: Callable[..., Any],
+        input: Any,
+        config: Any,
+        kwargs: dict[str, Any],
+        graph_config: Any,
+    ) -> Any:
+        """Async twin of :meth:`call` (``ainvoke``)."""
+        parent = _CURRENT_RUN.get()
+        if parent is not None and parent.recorder is self:
+            return await fn(input, config, **kwargs)
+        run = self.start_run(config, graph_config)
+        token = _CURRENT_RUN.set(run)
+        otel_token = otel_context.attach(run.otel_ctx) if self.live else None
+        try:
+            result = await fn(input, config, **kwargs)
+        except asyncio.CancelledError:
+            self.end_run(run, None, abandoned=True)
+            raise
+        except BaseException as exc:
+            self.end_run(run, exc)
+            raise
+        finally:
+            if otel_token is not None:
+                otel_context.detach(otel_token)
+            _CURRENT_RUN.reset(token)
+        self.end_run(run, None)
+        return result
 
     def drive(self, inner: Iterator[Any], config: Any, graph_config: Any) -> Iterator[Any]:
         """Iterate a graph's stream as one run, with the run set as current per step."""
@@ -476,7 +569,7 @@ class GraphSites:
                 )
             )
         elif run is not None:
-            run.open(target, _Pending(source, kind, now, arg))
+            run.open(target, (source, kind, now, arg, None))
         return target, True
 
 
@@ -492,44 +585,45 @@ class NodeSite:
     ensures: Check | None = None
     edge_checks: Mapping[str, Check] = field(default_factory=dict)
     policies: tuple[Any, ...] = ()
-    static_pending: tuple[tuple[str, str], ...] = field(init=False)
-    """The static targets other than END, qualified, with their kinds."""
-    end_kinds: tuple[str, ...] = field(init=False)
-    """The kinds of the static edges from this node into END."""
+    # Bound once here so a node call looks nothing up:
+    row: Any = field(init=False)
+    """The ledger row counting this node."""
+    static_pending: tuple[tuple[str, str, Any], ...] = field(init=False)
+    """(qualified target, kind, ledger row) per static edge other than into END."""
+    end_rows: tuple[tuple[str, Any], ...] = field(init=False)
+    """(kind, ledger row) per static edge into END."""
+    check_requires: Callable[[Any], Violation | None] | None = field(init=False)
+    check_ensures: Callable[[Any], Violation | None] | None = field(init=False)
+    ok_attributes: dict[str, Any] = field(init=False)
+    """The duration histogram's attributes for this node's successful attempts."""
 
     def __post_init__(self) -> None:
+        ledger = self.graph.recorder.ledger
+        self.row = ledger.node_row(self.name)
         self.static_pending = tuple(
-            (self.graph.qualify(t), k) for t, k in self.static_targets if t != lg.END
+            (self.graph.qualify(t), k, ledger.handoff_row(self.name, self.graph.qualify(t)))
+            for t, k in self.static_targets
+            if t != lg.END
         )
-        self.end_kinds = tuple(k for t, k in self.static_targets if t == lg.END)
+        self.end_rows = tuple(
+            (k, ledger.handoff_row(self.name, self.graph.end_name))
+            for t, k in self.static_targets
+            if t == lg.END
+        )
+        self.check_requires = self.requires.validate if self.requires is not None else None
+        self.check_ensures = self.ensures.validate if self.ensures is not None else None
+        self.ok_attributes = self.graph.recorder.duration_attributes(self.name, True)
 
 
 _UNCHANGED: Any = object()
 
-
-class _Call:
-    __slots__ = ("attempt", "config", "input", "run", "span", "start_ns", "token")
-
-    def __init__(self, run: _Run | None, start_ns: int, attempt: int, config: Any) -> None:
-        self.run = run
-        self.start_ns = start_ns
-        self.attempt = attempt
-        self.config = config
-        self.span: Any = None
-        self.token: Any = None
-        self.input: Any = _UNCHANGED  # replaced only by an injected handoff fault
-
-    @property
-    def step(self) -> int | None:
-        """LangGraph's superstep (read only when an event or a span needs it)."""
-        return lg.step_of(self.config)
-
-
-def _input_of(call: _Call | None, input: Any) -> Any:
-    """Return the inner runnable's input: LangGraph's, unless an injected fault replaced it."""
-    if call is None or call.input is _UNCHANGED:
-        return input
-    return call.input
+_Call = tuple[_Run | None, int, int, Any, Any, Any]
+"""A node call in flight, from _begin to _finish / _fail:
+``(run, start_ns, attempt, span, token, input)``; span and token are the live
+node span and its context token (None unless ``spans="all"``), input is what
+the node runs on instead of LangGraph's input (_UNCHANGED unless an injected
+handoff fault replaced it). A tuple: one is built per node call, and a tuple
+costs a fraction of an instance."""
 
 
 def _violation_error(
@@ -569,55 +663,88 @@ class NodeProbe(_Probe):
         self._lock = threading.Lock()
         # set by coordgap.faults on a node whose incoming handoffs get corrupted
         self.corrupt = getattr(inner, "coordgap_corrupt", None)
+        # nothing to check per incoming handoff: a quiet recorder only counts them
+        self._counts_only = self.corrupt is None and not site.edge_checks
 
     # -- begin: the handoffs into this node are delivered ------------------------------
 
     def _begin(self, input: Any, config: Any) -> _Call | None:
+        # The hot path keeps to this one function: in a graph run, every further call is
+        # code and data gone cold since the node's last call, and costs more than it seems.
+        site = self.site
+        rec = site.graph.recorder
         try:
-            return self._begin_unguarded(input, config)
+            run = _CURRENT_RUN.get()
+            now = _time_ns()
+            try:
+                attempt = lg.runtime_attempt(config[lg.CONF][lg.CONFIG_KEY_RUNTIME])
+            except Exception:
+                attempt = 1
+            if self._counts_only and rec.quiet and run is not None and not run.has_sends:
+                # nobody needs an event or a live span: if the state is fine, count and go
+                check = site.check_requires
+                if check is None or check(input) is None:
+                    if attempt == 1:  # a retry's handoffs were delivered to the first attempt
+                        ledger = run.ledger
+                        lock = ledger.lock
+                        lock.acquire()
+                        try:
+                            bucket = run.pending.pop(site.name, None)
+                            if bucket is not None:
+                                ledger.transfers_ok_locked(site.name, bucket)
+                        finally:
+                            lock.release()
+                    return (run, now, attempt, None, None, _UNCHANGED)
+            if attempt > 1 or run is None:
+                delivered: list[_Pending] = []
+            else:
+                delivered = run.deliver(site.name, config, input)
+            return self._begin_recorded(run, now, attempt, input, config, delivered)
         except ContractViolation:
             raise
         except Exception as exc:
-            self.site.graph.recorder.internal_error(f"node {self.site.name}", exc)
+            rec.internal_error(f"node {site.name}", exc)
             return None
 
-    def _begin_unguarded(self, input: Any, config: Any) -> _Call:
+    def _begin_recorded(
+        self,
+        run: _Run | None,
+        now: int,
+        attempt: int,
+        input: Any,
+        config: Any,
+        delivered: list[_Pending],
+    ) -> _Call:
+        """Check and record the handoffs into this node as events (and start its live span)."""
         site = self.site
         rec = site.graph.recorder
-        run = _CURRENT_RUN.get()
-        now = _time_ns()
-        call = _Call(run, now, lg.attempt_of(config), config)
-        if call.attempt > 1 or run is None:
-            delivered: Sequence[_Pending] = ()  # a retry: delivered on the first attempt
-        else:
-            delivered = run.deliver(site.name, config, input)
         violation: ContractViolation | None = None
         faulted = False
+        given = _UNCHANGED
         if self.corrupt is not None and delivered:
             input, faulted = self.corrupt(
-                input, [p.source for p in delivered], site.requires, site.edge_checks
+                input, [p[0] for p in delivered], site.requires, site.edge_checks
             )
-            call.input = input
-        requires = site.requires.__call__(input) if site.requires is not None else None
-        received: list[_Pending] | None = [] if rec.live else None
-        for pending in delivered:
+            given = input
+        requires = site.check_requires(input) if site.check_requires is not None else None
+        received: list[tuple[str, str]] | None = [] if rec.live else None
+        for source, kind, start_ns, _, _ in delivered:
             broken = requires
-            edge = site.edge_checks.get(pending.source)
+            edge = site.edge_checks.get(source)
             if broken is None and edge is not None:
-                broken = edge(input)
+                broken = edge.validate(input)
             if broken is None and received is not None:
-                received.append(pending)
+                received.append((source, kind))
             if broken is None and not rec.sinks:
-                # the happy path: count it, build no event
-                rec.ledger.handoff_ok(pending.source, site.name, pending.kind)
+                rec.ledger.handoff_ok(source, site.name, kind)
                 continue
             event = HandoffOutcome(
                 graph=rec.graph,
-                source=pending.source,
+                source=source,
                 target=site.name,
-                kind=pending.kind,  # type: ignore[arg-type]
+                kind=kind,  # type: ignore[arg-type]
                 ok=broken is None,
-                start_ns=pending.start_ns,
+                start_ns=start_ns,
                 end_ns=now,
                 error_type=None if broken is None else sc.ERROR_CONTRACT,
                 contract=None if broken is None else broken.contract,
@@ -633,14 +760,15 @@ class NodeProbe(_Probe):
                 rec.failed(run, event)
                 if violation is None:
                     violation = _violation_error(
-                        broken, where="handoff", node=site.name, source=pending.source
+                        broken, where="handoff", node=site.name, source=source
                     )
+        span = token = None
         if received is not None:
             # started after the handoffs were checked, so what it received is set in one go
-            call.span, call.token = rec.spans.node_start(
-                site.name, now, call.attempt, call.step, received
+            span, token = rec.spans.node_start(
+                site.name, now, attempt, lg.step_of(config), received
             )
-        if requires is not None and not delivered and call.attempt == 1:
+        if requires is not None and not delivered and attempt == 1:
             # The state broke `requires` but no handoff was traced here (a resumed run)
             event = HandoffOutcome(
                 graph=rec.graph,
@@ -659,10 +787,10 @@ class NodeProbe(_Probe):
             rec.failed(run, event)
             violation = _violation_error(requires, where="requires", node=site.name, source=None)
         if violation is not None and rec.raise_on_violation:
-            if call.span is not None:
-                rec.spans.node_end(call.span, call.token, None, _time_ns())
+            if span is not None:
+                rec.spans.node_end(span, token, None, _time_ns())
             raise violation
-        return call
+        return (run, now, attempt, span, token, given)
 
     # -- end: the attempt's outcome and the handoffs out of this node ---------------------
 
@@ -677,117 +805,129 @@ class NodeProbe(_Probe):
     def _fail_unguarded(self, call: _Call, exc: BaseException, config: Any) -> None:
         site = self.site
         rec = site.graph.recorder
+        run, start, attempt, span, token, _ = call
         end = _time_ns()
         if isinstance(exc, lg.ParentCommand):
             # A subgraph (or the node) handed control to an ancestor graph: the node succeeded.
+            self._succeeded(call, config, end, None)
             if lg.parent_command_targets_this_graph(exc, config, site.raw):
-                self._succeeded(call, end, None)
-                self._open_commands([exc.args[0]], call.run, end, addressed_here=True)
-            else:
-                self._succeeded(call, end, None)
+                self._open_commands([exc.args[0]], run, end, addressed_here=True)
             return
         if isinstance(exc, lg.GraphBubbleUp) or not isinstance(exc, Exception):
             # interrupts and cancellation are control flow, not failures
-            if call.run is not None and isinstance(exc, lg.GraphBubbleUp):
-                call.run.interrupted = True
-            if call.span is not None:
-                rec.spans.node_end(call.span, call.token, None, end)
+            if run is not None and isinstance(exc, lg.GraphBubbleUp):
+                run.interrupted = True
+            if span is not None:
+                rec.spans.node_end(span, token, None, end)
             return
-        final = not lg.will_retry(site.policies, exc, call.attempt)
+        final = not lg.will_retry(site.policies, exc, attempt)
         event = NodeOutcome(
             graph=rec.graph,
             node=site.name,
             ok=False,
-            attempt=call.attempt,
+            attempt=attempt,
             final=final,
-            start_ns=call.start_ns,
+            start_ns=start,
             end_ns=end,
-            step=call.step,
+            step=lg.step_of(config),
             error_type=rec.error_type(exc),
             fault=bool(getattr(exc, "__coordgap_fault__", False)),
-            run_id=call.run.run_id if call.run is not None else 0,
+            run_id=run.run_id if run is not None else 0,
         )
         self._finish_event(call, event, end)
 
     def _finish(self, call: _Call | None, output: Any, config: Any) -> None:
         if call is None:
             return
-        try:
-            self._finish_unguarded(call, output)
-        except ContractViolation:
-            raise
-        except Exception as exc:
-            self.site.graph.recorder.internal_error(f"node {self.site.name}", exc)
-
-    def _finish_unguarded(self, call: _Call, output: Any) -> None:
         site = self.site
-        end = _time_ns()
-        broken = site.ensures(update_of(output)) if site.ensures is not None else None
-        self._succeeded(call, end, broken)
-        run = call.run
-        if site.static_targets:
-            self._open_static(run, end)
-        if type(output) is not dict:  # a plain update holds no Command or Send
-            commands = list(lg.command_gotos(output))
-            if commands:
-                self._open_commands(commands, run, end)
-            elif isinstance(output, lg.Send):
-                site.graph.route(run, site.name, output, "send", end)
-        if broken is not None and site.graph.recorder.raise_on_violation:
+        rec = site.graph.recorder
+        try:
+            end = _time_ns()
+            check = site.check_ensures
+            broken = check(update_of(output)) if check is not None else None
+            run, start, attempt, span, token, _ = call
+            if broken is None and not rec.sinks:
+                # the happy path (kept in this function, see _begin): count the attempt,
+                # open the static edges (targets known valid at instrument time) and count
+                # those into END, under one lock; no event is built
+                ledger = rec.ledger
+                lock = ledger.lock
+                lock.acquire()
+                try:
+                    ledger.node_ok_locked(site.row, attempt, end - start, site.end_rows)
+                    if run is not None:
+                        pending = run.pending
+                        name = site.name
+                        for target, kind, row in site.static_pending:
+                            bucket = pending.get(target)
+                            if bucket is None:
+                                pending[target] = [(name, kind, end, None, row)]
+                            else:
+                                bucket.append((name, kind, end, None, row))
+                finally:
+                    lock.release()
+                if rec.duration_histogram is not None:
+                    if run is not None:
+                        run.durations.append((site.ok_attributes, (end - start) / 1e9, span))
+                    else:
+                        rec.duration_histogram.record((end - start) / 1e9, site.ok_attributes)
+                if span is not None:
+                    rec.spans.node_end_ok(span, token, end)
+            else:
+                self._succeeded(call, config, end, broken)
+                for target, kind in site.static_targets:
+                    site.graph.route(run, site.name, target, kind, end)
+            if type(output) is not dict:  # a plain update holds no Command or Send
+                commands = list(lg.command_gotos(output))
+                if commands:
+                    self._open_commands(commands, run, end)
+                elif isinstance(output, lg.Send):
+                    site.graph.route(run, site.name, output, "send", end)
+        except Exception as exc:
+            rec.internal_error(f"node {site.name}", exc)
+            return
+        if broken is not None and rec.raise_on_violation:
             raise _violation_error(broken, where="ensures", node=site.name, source=None)
 
-    def _open_static(self, run: _Run | None, now: int) -> None:
-        """Open the node's static edges and joins (targets known valid at instrument time)."""
+    def _succeeded(self, call: _Call, config: Any, end: int, broken: Violation | None) -> None:
         site = self.site
         rec = site.graph.recorder
-        if rec.sinks or run is None:
-            for target, kind in site.static_targets:
-                site.graph.route(run, site.name, target, kind, now)
-            return
-        if site.static_pending:
-            run.open_many(site.name, site.static_pending, now)
-        for kind in site.end_kinds:
-            rec.ledger.handoff_ok(site.name, site.graph.end_name, kind)
-
-    def _succeeded(self, call: _Call, end: int, broken: Violation | None) -> None:
-        site = self.site
-        rec = site.graph.recorder
+        run, start, attempt, span, token, _ = call
         if broken is None and not rec.sinks:
-            # the happy path: what _finish_event does for an ok event, without building it
-            rec.ledger.node_ok(site.name, call.attempt, end - call.start_ns)
-            rec.record_duration(site.name, True, (end - call.start_ns) / 1e9)
-            if call.span is not None:
-                rec.spans.node_end_ok(call.span, call.token, end)
-                call.span = None
+            with rec.ledger.lock:
+                rec.ledger.node_ok_locked(site.row, attempt, end - start, ())
+            rec.record_duration(site.name, True, (end - start) / 1e9)
+            if span is not None:
+                rec.spans.node_end_ok(span, token, end)
             return
         event = NodeOutcome(
             graph=rec.graph,
             node=site.name,
             ok=broken is None,
-            attempt=call.attempt,
+            attempt=attempt,
             final=True,
-            start_ns=call.start_ns,
+            start_ns=start,
             end_ns=end,
-            step=call.step,
+            step=lg.step_of(config),
             error_type=None if broken is None else sc.ERROR_CONTRACT,
             contract=None if broken is None else broken.contract,
             fields=() if broken is None else broken.fields,
-            run_id=call.run.run_id if call.run is not None else 0,
+            run_id=run.run_id if run is not None else 0,
         )
         self._finish_event(call, event, end)
 
     def _finish_event(self, call: _Call, event: NodeOutcome, end: int) -> None:
         rec = self.site.graph.recorder
+        run, start, _, span, token, _ = call
         rec.emit(event)
-        rec.record_duration(event.node, event.ok, (end - call.start_ns) / 1e9)
+        rec.record_duration(event.node, event.ok, (end - start) / 1e9)
         if not event.ok:
             if event.final:
-                rec.failed(call.run, event)
+                rec.failed(run, event)
             elif rec.spans is not None and not rec.live:
-                rec.spans.failure(call.run, event)
-        if call.span is not None:
-            rec.spans.node_end(call.span, call.token, event, end)
-            call.span = None
+                rec.spans.failure(run, event)
+        if span is not None:
+            rec.spans.node_end(span, token, event, end)
 
     def _open_commands(
         self, commands: Sequence[Any], run: _Run | None, now: int, addressed_here: bool = False
@@ -803,7 +943,8 @@ class NodeProbe(_Probe):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         call = self._begin(input, config)
-        input = _input_of(call, input)
+        if call is not None and call[5] is not _UNCHANGED:
+            input = call[5]  # an injected handoff fault replaced LangGraph's input
         try:
             output = self.inner.invoke(input, config, **kwargs)
         except BaseException as exc:
@@ -814,7 +955,8 @@ class NodeProbe(_Probe):
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         call = self._begin(input, config)
-        input = _input_of(call, input)
+        if call is not None and call[5] is not _UNCHANGED:
+            input = call[5]  # an injected handoff fault replaced LangGraph's input
         try:
             output = await self.inner.ainvoke(input, config, **kwargs)
         except BaseException as exc:
@@ -827,7 +969,8 @@ class NodeProbe(_Probe):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         call = self._begin(input, config)
-        input = _input_of(call, input)
+        if call is not None and call[5] is not _UNCHANGED:
+            input = call[5]  # an injected handoff fault replaced LangGraph's input
         final: Any = None
         started = False
         try:
@@ -844,7 +987,8 @@ class NodeProbe(_Probe):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         call = self._begin(input, config)
-        input = _input_of(call, input)
+        if call is not None and call[5] is not _UNCHANGED:
+            input = call[5]  # an injected handoff fault replaced LangGraph's input
         final: Any = None
         started = False
         try:

@@ -189,6 +189,26 @@ class DeferredHistogram:
         else:
             queue.append(seconds)
 
+    def record_batch(self, durations: list[tuple[dict[str, Any], float, Any]]) -> None:
+        """Queue a run's node durations: (attributes, seconds, span or None) each.
+
+        The probes collect a run's durations in a list and hand them over at its end
+        (one call per run instead of one per node); with a live node span, the
+        exemplar points at it, else at whatever span is current now.
+        """
+        current = otel_context.get_current()
+        if not (current and trace.get_current_span(current).get_span_context().trace_flags.sampled):
+            current = None
+        for attributes, seconds, span in durations:
+            ctx = current
+            if span is not None and span.get_span_context().trace_flags.sampled:
+                ctx = trace.set_span_in_context(span)
+            entry = self._queues.get(id(attributes))
+            if entry is None or len(entry[1]) >= _MAX_QUEUED:
+                self.record(seconds, attributes)
+                continue
+            entry[1].append(seconds if ctx is None else (seconds, ctx))
+
     def drain(self) -> None:
         """Record every queued duration into the SDK histogram."""
         record = self._histogram.record

@@ -16,6 +16,7 @@ names only (see ``semconv``); state values appear only with ``capture_values``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -162,11 +163,11 @@ class SpanRecorder:
         start_ns: int,
         attempt: int | None = None,
         step: int | None = None,
-        received: Any = (),
+        received: Sequence[tuple[str, str]] = (),
     ) -> tuple[Any, Any]:
         """Start a node span as the current span; return (span, context token).
 
-        ``received`` are the handoffs the node received, recorded as attributes
+        ``received`` are the (source, kind) handoffs the node received, recorded as attributes
         (not span events: an event costs about a third of a span in the SDK).
         """
         attrs: dict[str, Any] = {sc.ATTR_GRAPH: self.graph, sc.ATTR_NODE: node}
@@ -176,8 +177,8 @@ class SpanRecorder:
         if step is not None:
             attrs[sc.ATTR_STEP] = step
         if received:
-            attrs[sc.ATTR_RECEIVED_FROM] = [p.source for p in received]
-            attrs[sc.ATTR_RECEIVED_KINDS] = [p.kind for p in received]
+            attrs[sc.ATTR_RECEIVED_FROM] = [source for source, _ in received]
+            attrs[sc.ATTR_RECEIVED_KINDS] = [kind for _, kind in received]
         span = self.tracer.start_span(
             sc.SPAN_NODE,
             kind=SpanKind.INTERNAL,

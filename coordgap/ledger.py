@@ -181,6 +181,14 @@ class _Row:
         self.labels: dict[str, int] = {}
         self.failed_labels: dict[str, int] = {}
 
+    def zero(self) -> None:
+        """Zero in place: the probes hold rows bound at instrument time."""
+        self.counts = [0] * len(self.counts)
+        self.seconds = 0.0
+        self.error_types = {}
+        self.labels = {}
+        self.failed_labels = {}
+
 
 # Indexes into _Row.counts, per component type.
 _N_EXEC, _N_FAIL, _N_ATT, _N_ATT_FAIL, _N_FIRST_OK, _N_CONTRACT, _N_FAULT = range(7)
@@ -202,17 +210,16 @@ class Ledger:
     def __init__(self, graph: str, topology: Topology | None = None) -> None:
         self.graph = graph
         self.topology = topology
-        self._lock = threading.Lock()
-        self._clear()
-        _LEDGERS.add(self)
-
-    def _clear(self) -> None:
+        self.lock = threading.Lock()
+        """Guards every count. The recorder also guards its runs' pending handoffs with it,
+        so a node's begin (or end) takes one lock for its handoffs and its counts."""
         self._nodes: dict[str, _Row] = {}
         self._handoffs: dict[tuple[str, str], _Row] = {}
         self._routers: dict[str, _Row] = {}
         self._router_sources: dict[str, str] = {}
         self._runs = _Row(5)
         self._internal_errors = 0
+        _LEDGERS.add(self)
 
     def __call__(self, event: Event) -> None:
         """Record one event (the ledger is itself a sink)."""
@@ -220,7 +227,7 @@ class Ledger:
 
     def record(self, event: Event) -> None:
         """Add one event to the counts."""
-        with self._lock:
+        with self.lock:
             if type(event) is NodeOutcome:
                 row = self._nodes.get(event.node)
                 if row is None:
@@ -300,36 +307,65 @@ class Ledger:
                     c[_RUN_CLEAN] += 1
 
     # -- the happy path, without building an event ---------------------------------------
-    # Each is exactly record() of the matching successful event; the probes call them when
-    # no sink or span needs the event object.
+    # Each is exactly record() of the matching successful event, on rows bound once (at
+    # instrument time, or when a dynamic handoff is first opened) so the hot path looks
+    # nothing up. The ``_locked`` ones expect the caller to hold ``lock``.
 
-    def node_ok(self, node: str, attempt: int, duration_ns: int) -> None:
-        """Count a successful, final node attempt (as record(NodeOutcome(ok=True, final=True)))."""
-        with self._lock:
+    def node_row(self, node: str) -> _Row:
+        """Return the row counting ``node`` (created empty; shown once counted)."""
+        with self.lock:
             row = self._nodes.get(node)
             if row is None:
                 row = self._nodes[node] = _Row(7)
-            c = row.counts
-            c[_N_ATT] += 1
-            row.seconds += duration_ns / 1e9
-            c[_N_EXEC] += 1
-            if attempt == 1:
-                c[_N_FIRST_OK] += 1
+            return row
+
+    def handoff_row(self, source: str, target: str) -> _Row:
+        """Return the row counting the (source, target) handoff (created empty)."""
+        with self.lock:
+            row = self._handoffs.get((source, target))
+            if row is None:
+                row = self._handoffs[(source, target)] = _Row(4)
+            return row
+
+    def node_ok_locked(
+        self, row: _Row, attempt: int, duration_ns: int, ends: tuple[tuple[str, _Row], ...]
+    ) -> None:
+        """Count a successful, final attempt and its static handoffs into END (kind, row)."""
+        c = row.counts
+        c[_N_ATT] += 1
+        c[_N_EXEC] += 1
+        if attempt == 1:
+            c[_N_FIRST_OK] += 1
+        row.seconds += duration_ns / 1e9
+        for kind, end in ends:
+            end.counts[_H_TRANSFERS] += 1
+            labels = end.labels
+            labels[kind] = labels.get(kind, 0) + 1
+
+    def transfers_ok_locked(self, target: str, handoffs: list[Any]) -> None:
+        """Count delivered handoffs into ``target``: (source, kind, start_ns, arg, row) each."""
+        for source, kind, _, _, row in handoffs:
+            if row is None:
+                row = self._handoffs.get((source, target))
+                if row is None:
+                    row = self._handoffs[(source, target)] = _Row(4)
+            row.counts[_H_TRANSFERS] += 1
+            labels = row.labels
+            labels[kind] = labels.get(kind, 0) + 1
 
     def handoff_ok(self, source: str, target: str, kind: str) -> None:
         """Count a successful handoff (as record(HandoffOutcome(ok=True)))."""
-        with self._lock:
-            key = (source, target)
-            row = self._handoffs.get(key)
+        with self.lock:
+            row = self._handoffs.get((source, target))
             if row is None:
-                row = self._handoffs[key] = _Row(4)
+                row = self._handoffs[(source, target)] = _Row(4)
             row.counts[_H_TRANSFERS] += 1
             labels = row.labels
             labels[kind] = labels.get(kind, 0) + 1
 
     def router_ok(self, router: str, source: str, targets: tuple[str, ...]) -> None:
         """Count a valid router decision (as record(RouterOutcome(ok=True)))."""
-        with self._lock:
+        with self.lock:
             row = self._routers.get(router)
             if row is None:
                 row = self._routers[router] = _Row(3)
@@ -341,7 +377,7 @@ class Ledger:
 
     def run_ok(self, clean: bool, duration_ns: int) -> None:
         """Count a run that finished ok (as record(RunOutcome(status="ok")))."""
-        with self._lock:
+        with self.lock:
             row = self._runs
             c = row.counts
             c[_RUN_RUNS] += 1
@@ -352,12 +388,13 @@ class Ledger:
 
     def count_internal_error(self) -> None:
         """Count one error inside coordgap (swallowed so the graph ran on)."""
-        with self._lock:
+        with self.lock:
             self._internal_errors += 1
 
     def snapshot(self) -> LedgerSnapshot:
         """Return an immutable, consistent copy of every count."""
-        with self._lock:
+        # rows bound in advance but never counted are not shown: nothing was observed there
+        with self.lock:
             nodes = {
                 name: NodeStats(
                     executions=r.counts[_N_EXEC],
@@ -371,6 +408,7 @@ class Ledger:
                     error_types=MappingProxyType(dict(r.error_types)),
                 )
                 for name, r in self._nodes.items()
+                if r.counts[_N_ATT]
             }
             handoffs = {
                 key: HandoffStats(
@@ -385,6 +423,7 @@ class Ledger:
                     error_types=MappingProxyType(dict(r.error_types)),
                 )
                 for key, r in self._handoffs.items()
+                if r.counts[_H_TRANSFERS]
             }
             routers = {
                 name: RouterStats(
@@ -397,6 +436,7 @@ class Ledger:
                     error_types=MappingProxyType(dict(r.error_types)),
                 )
                 for name, r in self._routers.items()
+                if r.counts[_R_DECISIONS]
             }
             rc = self._runs.counts
             runs = RunStats(
@@ -421,8 +461,11 @@ class Ledger:
 
     def reset(self) -> None:
         """Zero every count; the topology is kept."""
-        with self._lock:
-            self._clear()
+        with self.lock:
+            for row in (*self._nodes.values(), *self._handoffs.values(), *self._routers.values()):
+                row.zero()
+            self._runs.zero()
+            self._internal_errors = 0
 
     def __repr__(self) -> str:
         return f"<coordgap.Ledger graph={self.graph!r}>"
@@ -431,7 +474,7 @@ class Ledger:
 def _reinit_locks_after_fork() -> None:
     # A lock held by another thread at fork time would stay locked forever in the child.
     for ledger in list(_LEDGERS):
-        ledger._lock = threading.Lock()
+        ledger.lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

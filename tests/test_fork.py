@@ -85,7 +85,7 @@ def test_the_child_counts_on_its_own_copy() -> None:
 def test_a_ledger_lock_held_at_fork_does_not_deadlock_the_child() -> None:
     app = coordgap.instrument(linear(), metrics=False, spans="off")
     led = coordgap.ledger(app)
-    release, thread = _holding(led._lock)
+    release, thread = _holding(led.lock)
     try:
 
         def child() -> bool:

@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 import coordgap
 from coordgap import _failopen
@@ -225,9 +225,11 @@ def test_internal_error_logs_hold_no_state_values(monkeypatch, caplog) -> None:
     class Exploding(BaseModel):
         question: str
 
+        @model_validator(mode="before")
         @classmethod
-        def model_validate(cls, obj: Any, **kwargs: Any) -> Any:
-            raise RuntimeError(f"validator bug on {obj!r}")
+        def explode(cls, data: Any) -> Any:
+            # not a ValueError: pydantic lets it through instead of a ValidationError
+            raise RuntimeError(f"validator bug on {data!r}")
 
     app = coordgap.instrument(
         _build(),

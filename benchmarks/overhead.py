@@ -6,11 +6,15 @@ Run::
     .venv/bin/python benchmarks/overhead.py --quick    # short profile for CI (< 1 minute)
     .venv/bin/python benchmarks/overhead.py --write-docs   # also regenerate docs/performance.md
 
-Every variant (bare, coordgap in each span mode, each peer) runs in its own
-worker process, so peers that patch LangChain globally cannot touch other
-rows. The coordinator runs the variants in rounds, in a shuffled order per
-round, so drift in the machine's speed falls on every row alike; the figures
-that matter are the ratios to the bare row of the same run.
+Every variant (bare, coordgap in each span mode, a hand-written naive wrapper,
+each peer) runs in its own worker process, so peers that patch LangChain
+globally cannot touch other rows. The coordinator runs the variants in rounds,
+in a shuffled order per round. Each coordgap (and naive) worker also times the bare graph in its own process,
+interleaved with the variant: its ratio is to that paired baseline, so a
+process that happens to run faster or slower than another (memory layout, the
+core it landed on) cancels out. The peers patch LangChain for their whole
+process, and uninstrument() did not give OpenLLMetry's process its bare speed
+back (measured), so their ratios are to the bare worker's process.
 
 Every worker has the same OpenTelemetry setup: a TracerProvider with a
 BatchSpanProcessor into an exporter that only counts, and a MeterProvider
@@ -50,6 +54,10 @@ COORDGAP_FAILURES = 'coordgap spans="failures"'
 COORDGAP_ALL = 'coordgap spans="all"'
 OPENINFERENCE = "OpenInference"
 OPENLLMETRY = "OpenLLMetry"
+
+NAIVE = "naive wrapper"
+"""Per node, what a user might write by hand: a span made current, a counter add, a
+pydantic validation of the state. The floor "all" stands on: the SDK's own span costs."""
 
 COORDGAP_VARIANTS = (COORDGAP_OFF, COORDGAP_FAILURES, COORDGAP_ALL)
 PEERS = {
@@ -198,6 +206,51 @@ def _loop() -> tuple[Any, dict[str, str]]:
     return builder, {"step": "i"}
 
 
+def _naive(builder: Any, fields: dict[str, str], tracer_provider: Any, meter_provider: Any) -> Any:
+    """Return a copy of the builder whose nodes each run under a hand-written wrapper."""
+    import copy
+    import functools
+    import inspect
+
+    from langgraph.graph import StateGraph
+
+    tracer = tracer_provider.get_tracer("naive")
+    counter = meter_provider.get_meter("naive").create_counter("naive.node.calls")
+    models = _models()
+    out = StateGraph(builder.state_schema)
+    for name, spec in builder.nodes.items():
+        fn = spec.runnable.func if spec.runnable.func is not None else spec.runnable.afunc
+        model = models[fields[name]]
+        attrs = {"node": name}
+
+        def wrap(fn: Any = fn, name: str = name, model: Any = model, attrs: Any = attrs) -> Any:
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def anode(state: Any) -> Any:
+                    with tracer.start_as_current_span(name):
+                        counter.add(1, attrs)
+                        model.model_validate(state)
+                        return await fn(state)
+
+                return anode
+
+            @functools.wraps(fn)
+            def node(state: Any) -> Any:
+                with tracer.start_as_current_span(name):
+                    counter.add(1, attrs)
+                    model.model_validate(state)
+                    return fn(state)
+
+            return node
+
+        out.add_node(name, wrap())
+    out.edges = copy.copy(builder.edges)
+    out.branches = copy.deepcopy(builder.branches)
+    out.waiting_edges = copy.copy(builder.waiting_edges)
+    return out
+
+
 def build_scenario(scenario: str) -> tuple[Any, dict[str, str], dict[str, Any], bool]:
     """Return (builder, contract field per node, input, is_async) for a scenario."""
     if scenario == "linear":
@@ -265,24 +318,29 @@ class Worker:
             from openinference.instrumentation.langchain import LangChainInstrumentor
 
             self.instrumentor = LangChainInstrumentor()
-            self.instrumentor.instrument(tracer_provider=self.tracer_provider)
+            self._instrument_peer()
         elif variant == OPENLLMETRY:
             from opentelemetry.instrumentation.langchain import LangchainInstrumentor
 
             self.instrumentor = LangchainInstrumentor()
-            self.instrumentor.instrument(
-                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
-            )
+            self._instrument_peer()
         self.loop = asyncio.new_event_loop()
         self.apps: dict[str, tuple[Any, dict[str, Any], bool]] = {}
+        # the bare graph again, timed in this process next to the variant (paired baseline)
+        self.baselines: dict[str, Any] = {}
         for scenario in scenarios:
             builder, fields, inp, is_async = build_scenario(scenario)
+            if variant != BARE and variant not in PEERS:
+                self.baselines[scenario] = build_scenario(scenario)[0].compile()
             self.apps[scenario] = (self._app(builder, fields), inp, is_async)
+        self.calls = 0
         self.invokes: dict[str, int] = dict.fromkeys(scenarios, 0)
         self.spans: dict[str, int] = dict.fromkeys(scenarios, 0)
         self.collect_ns: dict[str, int] = dict.fromkeys(scenarios, 0)
 
     def _app(self, builder: Any, fields: dict[str, str]) -> Any:
+        if self.variant == NAIVE:
+            return _naive(builder, fields, self.tracer_provider, self.meter_provider).compile()
         if self.variant not in COORDGAP_VARIANTS:
             return builder.compile()
         import coordgap
@@ -300,22 +358,20 @@ class Worker:
             meter_provider=self.meter_provider,
         )
 
-    def run(self, scenario: str, n: int, record: bool = True) -> list[int]:
-        """Invoke the scenario's graph n times; return each invoke's wall time in ns."""
+    def run(self, scenario: str, n: int, record: bool = True) -> tuple[list[int], list[int]]:
+        """Invoke the scenario's graph n times, and the bare graph n times in this process;
+        return each invoke's wall time in ns (variant, paired bare)."""
         app, inp, is_async = self.apps[scenario]
-        gc.collect()
-        times: list[int]
-        if is_async:
-            times = self.loop.run_until_complete(_atimed(app, inp, n))
-        else:
-            times = []
-            clock = time.perf_counter_ns
-            invoke = app.invoke
-            for _ in range(n):
-                t0 = clock()
-                invoke(inp)
-                times.append(clock() - t0)
+        baseline = self.baselines.get(scenario)
+        self.tracer_provider.force_flush()
         before = self.exporter.count
+        self.calls += 1
+        paired: list[int] = []
+        if baseline is not None and self.calls % 2:
+            paired = self._paired(baseline, inp, is_async, n)
+        times = self._timed(app, inp, is_async, n)
+        if baseline is not None and not self.calls % 2:
+            paired = self._paired(baseline, inp, is_async, n)
         self.tracer_provider.force_flush()
         # metric collection runs off the request path; time it so deferred work is not hidden
         t0 = time.perf_counter_ns()
@@ -325,7 +381,31 @@ class Worker:
             self.invokes[scenario] += n
             self.spans[scenario] += self.exporter.count - before
             self.collect_ns[scenario] += collect_ns
+        return times, paired
+
+    def _timed(self, app: Any, inp: Any, is_async: bool, n: int) -> list[int]:
+        gc.collect()
+        if is_async:
+            return self.loop.run_until_complete(_atimed(app, inp, n))
+        times = []
+        clock = time.perf_counter_ns
+        invoke = app.invoke
+        for _ in range(n):
+            t0 = clock()
+            invoke(inp)
+            times.append(clock() - t0)
         return times
+
+    def _paired(self, baseline: Any, inp: Any, is_async: bool, n: int) -> list[int]:
+        return self._timed(baseline, inp, is_async, n)
+
+    def _instrument_peer(self) -> None:
+        if self.variant == OPENLLMETRY:
+            self.instrumentor.instrument(
+                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+            )
+        else:
+            self.instrumentor.instrument(tracer_provider=self.tracer_provider)
 
     def close(self) -> None:
         if self.instrumentor is not None:
@@ -354,8 +434,8 @@ def worker_main(variant: str, scenarios: Sequence[str]) -> None:
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["op"] == "run":
-            times = worker.run(cmd["scenario"], cmd["n"], record=cmd.get("record", True))
-            reply: dict[str, Any] = {"times": times}
+            times, paired = worker.run(cmd["scenario"], cmd["n"], record=cmd.get("record", True))
+            reply: dict[str, Any] = {"times": times, "paired": paired}
         elif cmd["op"] == "spans":
             worker.tracer_provider.force_flush()
             reply = {"spans": worker.spans, "invokes": worker.invokes,
@@ -435,6 +515,8 @@ class Row:
     variant: str
     median_us: float
     p90_us: float
+    bare_us: float
+    """The bare graph's median, timed in the same process, interleaved (the ratio's base)."""
     ratio: float
     overhead_us: float
     spans_per_invoke: float
@@ -474,7 +556,7 @@ def run_benchmark(
     """Run every variant of every scenario, interleaved in rounds; return one table per scenario."""
     scenarios = list(scenarios or SCENARIOS)
     if variants is None:
-        variants = [BARE, *COORDGAP_VARIANTS, *installed_peers()]
+        variants = [BARE, *COORDGAP_VARIANTS, NAIVE, *installed_peers()]
     variants = list(variants)
     if BARE not in variants:
         variants.insert(0, BARE)
@@ -484,6 +566,7 @@ def run_benchmark(
             w.wait_ready()
         rng = random.Random(seed)
         samples: dict[tuple[str, str], list[int]] = {}
+        pairs: dict[tuple[str, str], list[int]] = {}  # the bare graph, in the same process
         for scenario in scenarios:
             n = profile.per_round[scenario]
             for w in workers.values():
@@ -492,8 +575,10 @@ def run_benchmark(
                 order = list(variants)
                 rng.shuffle(order)
                 for v in order:
-                    times = workers[v].ask(op="run", scenario=scenario, n=n)["times"]
-                    samples.setdefault((scenario, v), []).extend(times)
+                    reply = workers[v].ask(op="run", scenario=scenario, n=n)
+                    samples.setdefault((scenario, v), []).extend(reply["times"])
+                    if reply["paired"]:
+                        pairs.setdefault((scenario, v), []).extend(reply["paired"])
                 if progress is not None:
                     progress(f"{scenario}: round {r + 1}/{profile.rounds}")
         spans = {v: w.ask(op="spans") for v, w in workers.items()}
@@ -503,10 +588,11 @@ def run_benchmark(
     tables = []
     for scenario in scenarios:
         table = Table(scenario, SCENARIOS[scenario])
-        bare_median = statistics.median([t / 1e3 for t in samples[(scenario, BARE)]])
         for v in variants:
             us = [t / 1e3 for t in samples[(scenario, v)]]
             median = statistics.median(us)
+            base = pairs.get((scenario, v)) or samples[(scenario, BARE)]
+            bare_median = statistics.median([t / 1e3 for t in base])
             counts = spans[v]
             invokes = counts["invokes"][scenario]
             table.rows.append(
@@ -514,6 +600,7 @@ def run_benchmark(
                     variant=v,
                     median_us=median,
                     p90_us=_percentile(us, 0.9),
+                    bare_us=bare_median,
                     ratio=median / bare_median,
                     overhead_us=median - bare_median,
                     spans_per_invoke=counts["spans"][scenario] / invokes if invokes else 0.0,
@@ -527,13 +614,14 @@ def run_benchmark(
 
 def format_table(table: Table, markdown: bool = False) -> str:
     """Return one scenario's table as aligned text (or a Markdown table)."""
-    header = ["variant", "median µs", "p90 µs", "x bare", "overhead µs", "spans/invoke",
-              "collect µs/invoke"]
+    header = ["variant", "median µs", "p90 µs", "bare µs (same process)", "x bare",
+              "overhead µs", "spans/invoke", "collect µs/invoke"]
     body = [
         [
             r.variant,
             f"{r.median_us:,.0f}",
             f"{r.p90_us:,.0f}",
+            f"{r.bare_us:,.0f}",
             f"{r.ratio:.3f}",
             f"{r.overhead_us:+,.0f}",
             f"{r.spans_per_invoke:.1f}",
@@ -637,7 +725,8 @@ def write_docs(tables: Sequence[Table], profile: Profile, command: str,
         f"- {env['load']} (other processes share the cores: compare ratios only)",
         f"- versions: {env['versions']}",
         f"- profile: {profile.name} ({profile.rounds} rounds, variants shuffled per round, "
-        "each in its own process)",
+        "each in its own process; coordgap's and the naive wrapper's ratios are to the bare "
+        "graph timed in that same process, the peers' to the bare process)",
         f"- reproduce: `{command}`",
         "",
         "## Overhead per run",
@@ -673,7 +762,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     profile = QUICK if args.quick else DEFAULT
-    variants = [BARE, *COORDGAP_VARIANTS] + ([] if args.no_peers else installed_peers())
+    variants = [BARE, *COORDGAP_VARIANTS, NAIVE] + ([] if args.no_peers else installed_peers())
     missing = [p for p in PEERS if p not in variants]
     if missing and not args.no_peers:
         print(f"(peers not installed, rows skipped: {', '.join(missing)}; "

@@ -68,9 +68,9 @@ class _Run:
     """
 
     __slots__ = (
+        "durations",
         "failed",
         "failures",
-        "durations",
         "has_sends",
         "interrupted",
         "ledger",
@@ -1135,12 +1135,36 @@ class StartProbe(_Probe):
         self.graph = graph
         self.targets = targets
         self.source = graph.qualify(lg.START)
+        ledger = graph.recorder.ledger
+        # (qualified target, ledger row) per entry edge into a node, bound once
+        self.into_nodes = tuple(
+            (graph.qualify(t), ledger.handoff_row(self.source, graph.qualify(t)))
+            for t in targets
+            if t != lg.END
+        )
+        self.into_end = tuple(t for t in targets if t == lg.END)
 
     def _open(self) -> None:
         try:
             run = _CURRENT_RUN.get()
             now = _time_ns()
-            for target in self.targets:
+            if run is None or self.graph.recorder.sinks:
+                for target in self.targets:
+                    self.graph.route(run, self.source, target, "edge", now)
+                return
+            pending = run.pending
+            lock = run.ledger.lock
+            lock.acquire()
+            try:
+                for target, row in self.into_nodes:
+                    bucket = pending.get(target)
+                    if bucket is None:
+                        pending[target] = [(self.source, "edge", now, None, row)]
+                    else:
+                        bucket.append((self.source, "edge", now, None, row))
+            finally:
+                lock.release()
+            for target in self.into_end:
                 self.graph.route(run, self.source, target, "edge", now)
         except Exception as exc:
             self.graph.recorder.internal_error("entry", exc)

@@ -196,7 +196,7 @@ class DeferredHistogram:
         (one call per run instead of one per node); with a live node span, the
         exemplar points at it, else at whatever span is current now.
         """
-        current = otel_context.get_current()
+        current: Any = otel_context.get_current()
         if not (current and trace.get_current_span(current).get_span_context().trace_flags.sampled):
             current = None
         for attributes, seconds, span in durations:

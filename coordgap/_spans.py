@@ -170,8 +170,14 @@ class SpanRecorder:
         ``received`` are the (source, kind) handoffs the node received, recorded as attributes
         (not span events: an event costs about a third of a span in the SDK).
         """
-        attrs: dict[str, Any] = {sc.ATTR_GRAPH: self.graph, sc.ATTR_NODE: node}
-        # known now: set at start, the span's attributes are cleaned once
+        # Set at start, the attributes are cleaned once. The outcome is "ok" until the
+        # attempt ends otherwise (node_end overwrites it): nothing sees a span before it
+        # ends, and the happy path sets no attribute at its end.
+        attrs: dict[str, Any] = {
+            sc.ATTR_GRAPH: self.graph,
+            sc.ATTR_NODE: node,
+            sc.ATTR_OUTCOME: "ok",
+        }
         if attempt is not None:
             attrs[sc.ATTR_ATTEMPT] = attempt
         if step is not None:
@@ -204,12 +210,11 @@ class SpanRecorder:
     def node_end_ok(self, span: Any, token: Any, end_ns: int) -> None:
         """End a node span whose attempt succeeded: node_end() without building the event.
 
-        The span was started with its attempt and step (node_start); only the outcome is new.
+        The span was started with its attempt, step and outcome "ok" (node_start).
         """
         try:
             otel_context.detach(token)
         finally:
-            span.set_attribute(sc.ATTR_OUTCOME, "ok")
             span.end(end_time=end_ns)
 
     # -- failures and handoffs ---------------------------------------------------------

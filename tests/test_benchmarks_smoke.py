@@ -37,12 +37,19 @@ def test_overhead_table_has_every_scenario_and_variant(overhead: ModuleType) -> 
     tiny = overhead.Profile("tiny", rounds=1, per_round=dict.fromkeys(overhead.SCENARIOS, 2),
                             warmup=1)
     tables = overhead.run_benchmark(tiny)
-    expected = [overhead.BARE, *overhead.COORDGAP_VARIANTS, *overhead.installed_peers()]
+    expected = [
+        overhead.BARE, *overhead.COORDGAP_VARIANTS, overhead.NAIVE, *overhead.installed_peers()
+    ]
     assert [t.scenario for t in tables] == list(overhead.SCENARIOS)
     for table in tables:
         assert [r.variant for r in table.rows] == expected
         assert table.row(overhead.BARE).ratio == 1.0
-        assert all(r.invokes == 2 and r.median_us > 0 for r in table.rows)
+        assert all(r.invokes == 2 and r.median_us > 0 and r.bare_us > 0 for r in table.rows)
+        # coordgap's rows are paired with the bare graph timed in their own process
+        for variant in overhead.COORDGAP_VARIANTS:
+            row = table.row(variant)
+            assert row.ratio == pytest.approx(row.median_us / row.bare_us)
+        assert table.row(overhead.NAIVE).spans_per_invoke >= 1
         # spans are exported only by the modes and peers that make them on the happy path
         assert table.row(overhead.BARE).spans_per_invoke == 0
         assert table.row(overhead.COORDGAP_OFF).spans_per_invoke == 0
@@ -59,7 +66,7 @@ def test_overhead_table_has_every_scenario_and_variant(overhead: ModuleType) -> 
 def test_docs_page_is_generated_with_machine_and_command(
     overhead: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    row = overhead.Row(overhead.BARE, 10.0, 12.0, 1.0, 0.0, 0.0, 5)
+    row = overhead.Row(overhead.BARE, 10.0, 12.0, 10.0, 1.0, 0.0, 0.0, 5)
     table = overhead.Table("linear", overhead.SCENARIOS["linear"], [row])
     monkeypatch.setattr(overhead, "DOCS", tmp_path / "performance.md")
     path = overhead.write_docs([table], overhead.QUICK, "the command")

@@ -325,6 +325,27 @@ def test_reset_zeroes_counts_and_keeps_topology() -> None:
     assert snap.topology is not None and snap.topology.nodes == ("n0", "n1")
 
 
+def test_counting_after_reset_starts_from_zero_on_the_bound_rows() -> None:
+    """The probes count on rows bound at instrument time: reset() zeroes them in place,
+    and a snapshot shows only what was counted (no empty rows before the first run)."""
+    app = coordgap.instrument(linear(3), spans="off", metrics=False)
+    fresh = coordgap.ledger(app).snapshot()
+    assert fresh.nodes == {} and fresh.handoffs == {}
+    for _ in range(3):
+        app.invoke({"n": 0})
+    coordgap.ledger(app).reset()
+    app.invoke({"n": 0})
+    snap = coordgap.ledger(app).snapshot()
+    assert {n: s.executions for n, s in snap.nodes.items()} == {"n0": 1, "n1": 1, "n2": 1}
+    assert {k: h.transfers for k, h in snap.handoffs.items()} == {
+        ("__start__", "n0"): 1,
+        ("n0", "n1"): 1,
+        ("n1", "n2"): 1,
+        ("n2", "__end__"): 1,
+    }
+    assert snap.runs.runs == snap.runs.clean == 1
+
+
 def test_instrumenting_twice_does_not_double_count() -> None:
     """instrument(app) on an instrumented graph warns and returns it unchanged."""
     app = coordgap.instrument(linear(2))

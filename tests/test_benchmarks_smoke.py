@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -33,7 +34,9 @@ def scaling() -> ModuleType:
     return _load("scaling")
 
 
-def test_overhead_table_has_every_scenario_and_variant(overhead: ModuleType) -> None:
+def test_overhead_table_has_every_scenario_and_variant(
+    overhead: ModuleType, tmp_path: Path
+) -> None:
     tiny = overhead.Profile("tiny", rounds=1, per_round=dict.fromkeys(overhead.SCENARIOS, 2),
                             warmup=1)
     tables = overhead.run_benchmark(tiny)
@@ -61,6 +64,11 @@ def test_overhead_table_has_every_scenario_and_variant(overhead: ModuleType) -> 
         markdown = overhead.format_table(table, markdown=True)
         assert markdown.count("\n| ") == len(expected) + 1  # header and one line per row
     assert overhead.targets_summary(tables)
+    saved = tmp_path / "run.json"
+    saved.write_text(
+        json.dumps([{"scenario": t.scenario, "rows": [r.__dict__ for r in t.rows]} for t in tables])
+    )
+    assert overhead.load_tables(saved) == tables
 
 
 def test_docs_page_is_generated_with_machine_and_command(

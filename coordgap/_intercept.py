@@ -366,6 +366,16 @@ class Recorder:
         run = _CURRENT_RUN.get()
         return run is not None and run.recorder is self
 
+    def _enter(self, run: _Run) -> tuple[Any, Any]:
+        """Make ``run`` current (and its span, when live); return what _leave needs."""
+        return _CURRENT_RUN.set(run), otel_context.attach(run.otel_ctx) if self.live else None
+
+    def _leave(self, tokens: tuple[Any, Any]) -> None:
+        token, otel_token = tokens
+        if otel_token is not None:
+            otel_context.detach(otel_token)
+        _CURRENT_RUN.reset(token)
+
     def call(
         self,
         fn: Callable[..., Any],
@@ -375,21 +385,17 @@ class Recorder:
         graph_config: Any,
     ) -> Any:
         """Call a graph's ``invoke`` as one run, the run current for the whole call."""
-        parent = _CURRENT_RUN.get()
-        if parent is not None and parent.recorder is self:
+        if self.in_run():
             return fn(input, config, **kwargs)  # a subgraph of this graph: the parent's run
         run = self.start_run(config, graph_config)
-        token = _CURRENT_RUN.set(run)
-        otel_token = otel_context.attach(run.otel_ctx) if self.live else None
+        tokens = self._enter(run)
         try:
             result = fn(input, config, **kwargs)
         except BaseException as exc:
             self.end_run(run, exc)
             raise
         finally:
-            if otel_token is not None:
-                otel_context.detach(otel_token)
-            _CURRENT_RUN.reset(token)
+            self._leave(tokens)
         self.end_run(run, None)
         return result
 
@@ -402,12 +408,10 @@ class Recorder:
         graph_config: Any,
     ) -> Any:
         """Async twin of :meth:`call` (``ainvoke``)."""
-        parent = _CURRENT_RUN.get()
-        if parent is not None and parent.recorder is self:
+        if self.in_run():
             return await fn(input, config, **kwargs)
         run = self.start_run(config, graph_config)
-        token = _CURRENT_RUN.set(run)
-        otel_token = otel_context.attach(run.otel_ctx) if self.live else None
+        tokens = self._enter(run)
         try:
             result = await fn(input, config, **kwargs)
         except asyncio.CancelledError:
@@ -417,32 +421,25 @@ class Recorder:
             self.end_run(run, exc)
             raise
         finally:
-            if otel_token is not None:
-                otel_context.detach(otel_token)
-            _CURRENT_RUN.reset(token)
+            self._leave(tokens)
         self.end_run(run, None)
         return result
 
     def drive(self, inner: Iterator[Any], config: Any, graph_config: Any) -> Iterator[Any]:
         """Iterate a graph's stream as one run, with the run set as current per step."""
-        parent = _CURRENT_RUN.get()
-        if parent is not None and parent.recorder is self:
+        if self.in_run():
             yield from inner  # a subgraph of this graph: part of the parent's run
             return
         run = self.start_run(config, graph_config)
-        live = self.live
         try:
             while True:
-                token = _CURRENT_RUN.set(run)
-                otel_token = otel_context.attach(run.otel_ctx) if live else None
+                tokens = self._enter(run)
                 try:
                     chunk = next(inner)
                 except StopIteration:
                     break
                 finally:
-                    if otel_token is not None:
-                        otel_context.detach(otel_token)
-                    _CURRENT_RUN.reset(token)
+                    self._leave(tokens)
                 yield chunk
         except GeneratorExit:
             close = getattr(inner, "close", None)
@@ -459,25 +456,20 @@ class Recorder:
         self, inner: AsyncIterator[Any], config: Any, graph_config: Any
     ) -> AsyncIterator[Any]:
         """Async twin of :meth:`drive`."""
-        parent = _CURRENT_RUN.get()
-        if parent is not None and parent.recorder is self:
+        if self.in_run():
             async for chunk in inner:
                 yield chunk
             return
         run = self.start_run(config, graph_config)
-        live = self.live
         try:
             while True:
-                token = _CURRENT_RUN.set(run)
-                otel_token = otel_context.attach(run.otel_ctx) if live else None
+                tokens = self._enter(run)
                 try:
                     chunk = await inner.__anext__()
                 except StopAsyncIteration:
                     break
                 finally:
-                    if otel_token is not None:
-                        otel_context.detach(otel_token)
-                    _CURRENT_RUN.reset(token)
+                    self._leave(tokens)
                 yield chunk
         except GeneratorExit:
             await _aclose(inner)

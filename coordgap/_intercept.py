@@ -118,6 +118,17 @@ class _Run:
         finally:
             lock.release()
 
+    def open_locked(self, source: str, targets: tuple[tuple[str, str, Any], ...], now: int) -> None:
+        """Open a handoff from ``source`` per static (target, kind, ledger row); the caller
+        holds the lock (a node's end, the entry)."""
+        pending = self.pending
+        for target, kind, row in targets:
+            bucket = pending.get(target)
+            if bucket is None:
+                pending[target] = [(source, kind, now, None, row)]
+            else:
+                bucket.append((source, kind, now, None, row))
+
     def deliver(self, target: str, config: Any, arg: Any) -> list[_Pending]:
         """Close the handoffs into ``target``: one Send for a push, every other kind otherwise."""
         lock = self.ledger.lock
@@ -426,10 +437,8 @@ class Recorder:
         return result
 
     def drive(self, inner: Iterator[Any], config: Any, graph_config: Any) -> Iterator[Any]:
-        """Iterate a graph's stream as one run, with the run set as current per step."""
-        if self.in_run():
-            yield from inner  # a subgraph of this graph: part of the parent's run
-            return
+        """Iterate a graph's stream as one run, with the run set as current per step
+        (``stream()`` drives only outside this graph's runs)."""
         run = self.start_run(config, graph_config)
         try:
             while True:
@@ -456,10 +465,6 @@ class Recorder:
         self, inner: AsyncIterator[Any], config: Any, graph_config: Any
     ) -> AsyncIterator[Any]:
         """Async twin of :meth:`drive`."""
-        if self.in_run():
-            async for chunk in inner:
-                yield chunk
-            return
         run = self.start_run(config, graph_config)
         try:
             while True:
@@ -847,15 +852,8 @@ class NodeProbe(_Probe):
                 lock.acquire()
                 try:
                     ledger.node_ok_locked(site.row, attempt, end - start, site.end_rows)
-                    if run is not None:
-                        pending = run.pending
-                        name = site.name
-                        for target, kind, row in site.static_pending:
-                            bucket = pending.get(target)
-                            if bucket is None:
-                                pending[target] = [(name, kind, end, None, row)]
-                            else:
-                                bucket.append((name, kind, end, None, row))
+                    if run is not None and site.static_pending:
+                        run.open_locked(site.name, site.static_pending, end)
                 finally:
                     lock.release()
                 if rec.duration_histogram is not None:
@@ -1128,9 +1126,9 @@ class StartProbe(_Probe):
         self.targets = targets
         self.source = graph.qualify(lg.START)
         ledger = graph.recorder.ledger
-        # (qualified target, ledger row) per entry edge into a node, bound once
+        # (qualified target, kind, ledger row) per entry edge into a node, bound once
         self.into_nodes = tuple(
-            (graph.qualify(t), ledger.handoff_row(self.source, graph.qualify(t)))
+            (graph.qualify(t), "edge", ledger.handoff_row(self.source, graph.qualify(t)))
             for t in targets
             if t != lg.END
         )
@@ -1144,18 +1142,8 @@ class StartProbe(_Probe):
                 for target in self.targets:
                     self.graph.route(run, self.source, target, "edge", now)
                 return
-            pending = run.pending
-            lock = run.ledger.lock
-            lock.acquire()
-            try:
-                for target, row in self.into_nodes:
-                    bucket = pending.get(target)
-                    if bucket is None:
-                        pending[target] = [(self.source, "edge", now, None, row)]
-                    else:
-                        bucket.append((self.source, "edge", now, None, row))
-            finally:
-                lock.release()
+            with run.ledger.lock:
+                run.open_locked(self.source, self.into_nodes, now)
             for target in self.into_end:
                 self.graph.route(run, self.source, target, "edge", now)
         except Exception as exc:

@@ -229,9 +229,7 @@ class Ledger:
         """Add one event to the counts."""
         with self.lock:
             if type(event) is NodeOutcome:
-                row = self._nodes.get(event.node)
-                if row is None:
-                    row = self._nodes[event.node] = _Row(7)
+                row = self._node_row_locked(event.node)
                 c = row.counts
                 c[_N_ATT] += 1
                 row.seconds += (event.end_ns - event.start_ns) / 1e9
@@ -253,10 +251,7 @@ class Ledger:
                         if event.contract is not None:
                             c[_N_CONTRACT] += 1
             elif type(event) is HandoffOutcome:
-                key = (event.source, event.target)
-                row = self._handoffs.get(key)
-                if row is None:
-                    row = self._handoffs[key] = _Row(4)
+                row = self._handoff_row_locked(event.source, event.target)
                 c = row.counts
                 c[_H_TRANSFERS] += 1
                 row.labels[event.kind] = row.labels.get(event.kind, 0) + 1
@@ -272,10 +267,7 @@ class Ledger:
                             row.error_types.get(event.error_type, 0) + 1
                         )
             elif type(event) is RouterOutcome:
-                row = self._routers.get(event.router)
-                if row is None:
-                    row = self._routers[event.router] = _Row(3)
-                    self._router_sources[event.router] = event.source
+                row = self._router_row_locked(event.router, event.source)
                 c = row.counts
                 c[_R_DECISIONS] += 1
                 for target in event.targets:
@@ -314,18 +306,31 @@ class Ledger:
     def node_row(self, node: str) -> _Row:
         """Return the row counting ``node`` (created empty; shown once counted)."""
         with self.lock:
-            row = self._nodes.get(node)
-            if row is None:
-                row = self._nodes[node] = _Row(7)
-            return row
+            return self._node_row_locked(node)
 
     def handoff_row(self, source: str, target: str) -> _Row:
         """Return the row counting the (source, target) handoff (created empty)."""
         with self.lock:
-            row = self._handoffs.get((source, target))
-            if row is None:
-                row = self._handoffs[(source, target)] = _Row(4)
-            return row
+            return self._handoff_row_locked(source, target)
+
+    def _node_row_locked(self, node: str) -> _Row:
+        row = self._nodes.get(node)
+        if row is None:
+            row = self._nodes[node] = _Row(7)
+        return row
+
+    def _router_row_locked(self, router: str, source: str) -> _Row:
+        row = self._routers.get(router)
+        if row is None:
+            row = self._routers[router] = _Row(3)
+            self._router_sources[router] = source
+        return row
+
+    def _handoff_row_locked(self, source: str, target: str) -> _Row:
+        row = self._handoffs.get((source, target))
+        if row is None:
+            row = self._handoffs[(source, target)] = _Row(4)
+        return row
 
     def node_ok_locked(
         self, row: _Row, attempt: int, duration_ns: int, ends: tuple[tuple[str, _Row], ...]
@@ -345,10 +350,8 @@ class Ledger:
     def transfers_ok_locked(self, target: str, handoffs: list[Any]) -> None:
         """Count delivered handoffs into ``target``: (source, kind, start_ns, arg, row) each."""
         for source, kind, _, _, row in handoffs:
-            if row is None:
-                row = self._handoffs.get((source, target))
-                if row is None:
-                    row = self._handoffs[(source, target)] = _Row(4)
+            if row is None:  # a dynamic handoff (router, Command, Send): looked up once here
+                row = self._handoff_row_locked(source, target)
             row.counts[_H_TRANSFERS] += 1
             labels = row.labels
             labels[kind] = labels.get(kind, 0) + 1
@@ -356,9 +359,7 @@ class Ledger:
     def handoff_ok(self, source: str, target: str, kind: str) -> None:
         """Count a successful handoff (as record(HandoffOutcome(ok=True)))."""
         with self.lock:
-            row = self._handoffs.get((source, target))
-            if row is None:
-                row = self._handoffs[(source, target)] = _Row(4)
+            row = self._handoff_row_locked(source, target)
             row.counts[_H_TRANSFERS] += 1
             labels = row.labels
             labels[kind] = labels.get(kind, 0) + 1
@@ -366,10 +367,7 @@ class Ledger:
     def router_ok(self, router: str, source: str, targets: tuple[str, ...]) -> None:
         """Count a valid router decision (as record(RouterOutcome(ok=True)))."""
         with self.lock:
-            row = self._routers.get(router)
-            if row is None:
-                row = self._routers[router] = _Row(3)
-                self._router_sources[router] = source
+            row = self._router_row_locked(router, source)
             row.counts[_R_DECISIONS] += 1
             labels = row.labels
             for target in targets:

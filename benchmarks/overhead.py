@@ -612,12 +612,23 @@ def run_benchmark(
     return tables
 
 
-def load_tables(path: Path) -> list[Table]:
-    """Read the tables a run saved with ``--json``."""
-    return [
+def save_run(path: Path, tables: Sequence[Table], env: dict[str, str]) -> None:
+    """Write a run's tables and the machine they were measured on (``--json``)."""
+    path.write_text(json.dumps({
+        "environment": env,
+        "tables": [{"scenario": t.scenario, "rows": [r.__dict__ for r in t.rows]}
+                   for t in tables],
+    }, indent=2))
+
+
+def load_run(path: Path) -> tuple[list[Table], dict[str, str]]:
+    """Read a run saved with ``--json``: its tables and the environment it was measured in."""
+    data = json.loads(path.read_text())
+    tables = [
         Table(t["scenario"], SCENARIOS[t["scenario"]], [Row(**r) for r in t["rows"]])
-        for t in json.loads(path.read_text())
+        for t in data["tables"]
     ]
+    return tables, data["environment"]
 
 
 def format_table(table: Table, markdown: bool = False) -> str:
@@ -716,8 +727,8 @@ NOTES = """## Where the cost goes
 - **Spans are the floor of `spans="all"`.** An OpenTelemetry SDK span started, made current,
   detached and ended costs ~200 k CPU instructions here (callgrind; ~120 k with no attribute
   and no context), more than the whole of coordgap's counting for a 6-node run. `"all"` makes
-  7 spans per run (the run and each node); the naive wrapper row above makes 6 and lands at the
-  same ratio. A no-op node is the worst case: with 1 ms of work per node (`sleep`), the same
+  7 spans per run (the run and each node); the naive wrapper row above makes 6 and lands at
+  about the same ratio. A no-op node is the worst case: with 1 ms of work per node (`sleep`), the same
   spans weigh a fraction of that.
 - **In a graph run, every Python call is cold.** Between two calls of a node's probe, LangGraph
   runs through far more code and data than the CPU caches hold, so coordgap's code and data are
@@ -734,9 +745,13 @@ NOTES = """## Where the cost goes
 
 
 def write_docs(tables: Sequence[Table], profile: Profile, command: str,
-               extra_sections: Sequence[str] = (NOTES,)) -> Path:
-    """Write docs/performance.md from a run's tables (generated; do not edit by hand)."""
-    env = environment()
+               extra_sections: Sequence[str] = (NOTES,),
+               env: dict[str, str] | None = None) -> Path:
+    """Write docs/performance.md from a run's tables (generated; do not edit by hand).
+
+    ``env`` is the machine the run was measured on (default: this one, now).
+    """
+    env = env or environment()
     parts = [
         "# Performance",
         "",
@@ -795,7 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     profile = QUICK if args.quick else DEFAULT
     if args.from_json:
-        tables = load_tables(Path(args.from_json))
+        tables, env = load_run(Path(args.from_json))
         for t in tables:
             print(format_table(t))
             print()
@@ -804,7 +819,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.write_docs:
             command = ".venv/bin/python benchmarks/overhead.py --write-docs" + (
                 " --quick" if args.quick else "")
-            print(f"wrote {write_docs(tables, profile, command).relative_to(ROOT)}")
+            path = write_docs(tables, profile, command, env=env)
+            print(f"wrote {path.relative_to(ROOT)}")
         return 0
     variants = [BARE, *COORDGAP_VARIANTS, NAIVE] + ([] if args.no_peers else installed_peers())
     missing = [p for p in PEERS if p not in variants]
@@ -822,14 +838,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in targets_summary(tables):
         print(line)
     print(f"\n({profile.name} profile, {time.perf_counter() - start:.0f} s)")
+    env = environment()
     if args.json:
-        Path(args.json).write_text(json.dumps([
-            {"scenario": t.scenario, "rows": [r.__dict__ for r in t.rows]} for t in tables
-        ], indent=2))
+        save_run(Path(args.json), tables, env)
     if args.write_docs:
         command = ".venv/bin/python benchmarks/overhead.py --write-docs" + (
             " --quick" if args.quick else "")
-        path = write_docs(tables, profile, command)
+        path = write_docs(tables, profile, command, env=env)
         print(f"wrote {path.relative_to(ROOT)}")
     return 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -65,10 +64,9 @@ def test_overhead_table_has_every_scenario_and_variant(
         assert markdown.count("\n| ") == len(expected) + 1  # header and one line per row
     assert overhead.targets_summary(tables)
     saved = tmp_path / "run.json"
-    saved.write_text(
-        json.dumps([{"scenario": t.scenario, "rows": [r.__dict__ for r in t.rows]} for t in tables])
-    )
-    assert overhead.load_tables(saved) == tables
+    env = overhead.environment()
+    overhead.save_run(saved, tables, env)
+    assert overhead.load_run(saved) == (tables, env)
 
 
 def test_docs_page_is_generated_with_machine_and_command(

@@ -104,6 +104,10 @@ class RunStats:
     clean: int = 0
     duration_s: float = 0.0
     error_types: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    """Run-level errors (the run raised) per exception class."""
+    error_at: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    """Runs that raised with no failed component to blame, per node that ran last
+    (a ``GraphRecursionError`` in a loop names the nodes of the step it died in)."""
 
     @property
     def finished(self) -> int:
@@ -445,6 +449,7 @@ class Ledger:
                 clean=rc[_RUN_CLEAN],
                 duration_s=self._runs.seconds,
                 error_types=MappingProxyType(dict(self._runs.error_types)),
+                error_at=MappingProxyType(dict(self._runs.labels)),
             )
             internal = self._internal_errors
         return LedgerSnapshot(

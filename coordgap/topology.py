@@ -45,6 +45,8 @@ class Topology:
     """Nodes that are compiled subgraphs; their inner nodes are listed in ``nodes``."""
     entry: tuple[str, ...] = field(default=())
     """Targets reachable directly from START."""
+    max_attempts: Mapping[str, int] = field(default_factory=dict, hash=False)
+    """Per node with a ``RetryPolicy``, the attempts LangGraph allows a task (absent: 1)."""
 
     def successors(self) -> Mapping[str, tuple[str, ...]]:
         """Return every declared target per source (edges, joins, router targets, commands)."""
@@ -67,6 +69,7 @@ class Topology:
             ],
             "subgraphs": list(self.subgraphs),
             "entry": list(self.entry),
+            "max_attempts": dict(self.max_attempts),
         }
 
     @classmethod
@@ -84,4 +87,5 @@ class Topology:
             routers=routers,
             subgraphs=tuple(data.get("subgraphs", ())),  # type: ignore[arg-type]
             entry=tuple(data.get("entry", ())),  # type: ignore[arg-type]
+            max_attempts=dict(data.get("max_attempts", {})),  # type: ignore[call-overload]
         )

@@ -9,7 +9,52 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["DeclaredHandoff", "DeclaredRouter", "Topology"]
+__all__ = [
+    "HANDOFF_ARROW",
+    "UNKNOWN",
+    "DeclaredHandoff",
+    "DeclaredRouter",
+    "Topology",
+    "handoff_name",
+    "parse_handoff",
+]
+
+HANDOFF_ARROW = " -> "
+"""The one spelling of a handoff in every report, API and command: ``source -> target``."""
+
+UNKNOWN = "__unknown__"
+"""The target of a route that named no node (LangGraph's own names are ``__start__``/``__end__``)."""
+
+
+def handoff_name(source: str, target: str) -> str:
+    """Return the name of the handoff from ``source`` to ``target``: ``"a -> b"``.
+
+    Example::
+
+        >>> handoff_name("supervisor", "__unknown__")
+        'supervisor -> __unknown__'
+    """
+    return f"{source}{HANDOFF_ARROW}{target}"
+
+
+def parse_handoff(text: str) -> tuple[str, str] | None:
+    """Return (source, target) of a handoff name, or None when ``text`` names no handoff.
+
+    Accepts exactly what :func:`handoff_name` prints, spaces around ``->`` optional
+    (``"a->b"``). Subgraph nodes keep their ``outer/inner`` names.
+
+    Example::
+
+        >>> parse_handoff("writer/polish -> review")
+        ('writer/polish', 'review')
+    """
+    if not isinstance(text, str) or "->" not in text:
+        return None
+    source, _, target = text.partition("->")
+    source, target = source.strip(), target.strip()
+    if not source or not target or "->" in target:
+        return None
+    return source, target
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from . import faults
     from ._instrument import InstrumentedGraph, instrument, ledger, uninstrument
-    from ._intercept import Capture
     from .audit import audit
-    from .contracts import Contract, contract
+    from .contracts import Capture, Contract, contract
     from .errors import ConfigurationError, ContractViolation, CoordgapError, ReliabilityError
     from .events import HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
     from .fleet import fleet_snapshot
@@ -67,7 +66,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _WHERE = {
-    "Capture": "._intercept",
+    "Capture": ".contracts",
     "ConfigurationError": ".errors",
     "Contract": ".contracts",
     "ContractViolation": ".errors",

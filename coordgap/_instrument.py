@@ -13,21 +13,13 @@ from typing import Any, Literal, cast
 from . import _compat as lg
 from . import semconv as sc
 from ._failopen import report_internal_error
-from ._intercept import (
-    Capture,
-    GraphSites,
-    NodeProbe,
-    NodeSite,
-    Recorder,
-    RouterProbe,
-    StartProbe,
-    probe_steps,
-)
-from .contracts import Check, Contract, compile_check, declared_contract
+from ._probes import GraphSites, NodeSite, RouterProbe, RouterSite, TaskProbe
+from ._run import Recorder
+from .contracts import Capture, Check, Contract, compile_check, declared_contract
 from .errors import ConfigurationError
-from .events import Event
+from .events import Event, HandoffKind
 from .ledger import Ledger
-from .topology import Topology
+from .topology import Topology, handoff_name, parse_handoff
 
 __all__ = ["InstrumentedGraph", "instrument", "ledger", "uninstrument"]
 
@@ -46,6 +38,12 @@ class InstrumentedGraph(lg.CompiledStateGraph):  # type: ignore[type-arg]
     def __init__(self, *, coordgap_state: _State | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.coordgap_state = coordgap_state
+
+    @property
+    def coordgap_ledger(self) -> Ledger | None:
+        """The ledger this graph's runs are counted in (None for a subgraph copy)."""
+        state = self.coordgap_state
+        return state.ledger if state is not None else None
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         state = self.coordgap_state
@@ -190,8 +188,12 @@ def instrument(
     graph_name = name if name is not None else compile_kwargs.get("name") or "LangGraph"
     if not isinstance(graph_name, str) or not graph_name:
         raise ConfigurationError(f"name={name!r}: pass a non-empty string.")
+    lg.warn_unsupported_version()
 
     topology = lg.topology_of(builder, graph_name)
+    node_contracts = _node_contracts(builder, topology, contracts)
+    edge_contracts = _edge_contracts(topology, handoffs)
+    _warn_unchecked_faults(builder, topology, node_contracts, edge_contracts)
     ledger_ = Ledger(graph_name, topology)
     span_recorder = None
     if span_mode != "off":
@@ -220,8 +222,6 @@ def instrument(
         capture=capture,
         duration_histogram=histogram,
     )
-    node_contracts = _node_contracts(builder, contracts)
-    edge_contracts = _edge_contracts(builder, topology, handoffs)
     app = _build(builder, compile_kwargs, extra, recorder, "", node_contracts, edge_contracts)
     app.coordgap_state = _State(recorder, ledger_, graph)
     _announce(app, recorder, ledger_)
@@ -299,12 +299,13 @@ def _builder_and_options(graph: Any) -> tuple[Any, dict[str, Any], dict[str, Any
 
 
 def _node_contracts(
-    builder: Any, contracts: Mapping[str, Contract] | None
+    builder: Any, topology: Topology, contracts: Mapping[str, Contract] | None
 ) -> dict[str, tuple[Check | None, Check | None]]:
-    known = lg.node_names(builder)
+    """Return the compiled (requires, ensures) per node, by the name the report prints."""
+    known = [n for n in topology.nodes if n not in topology.subgraphs]
     declared: dict[str, Contract] = {}
-    for node in known:
-        found = declared_contract(builder.nodes[node].runnable)
+    for node, runnable in _node_runnables(builder, ""):
+        found = declared_contract(runnable)
         if found is not None:
             declared[node] = found
     if contracts is not None:
@@ -313,7 +314,7 @@ def _node_contracts(
                 f"contracts= takes a dict of node name -> coordgap.Contract, not {contracts!r}."
             )
         for node, value in contracts.items():
-            _check_node_name(node, known, "contracts")
+            _check_node_name(node, [*known, *topology.subgraphs], "contracts")
             if not isinstance(value, Contract):
                 raise ConfigurationError(
                     f"contracts[{node!r}]={value!r}: wrap it as coordgap.Contract(requires=..., "
@@ -328,34 +329,54 @@ def _node_contracts(
     return compiled
 
 
+def _node_runnables(builder: Any, prefix: str) -> Iterable[tuple[str, Any]]:
+    """Yield (qualified name, runnable) of every node, inner nodes of subgraphs included."""
+    for raw, spec in builder.nodes.items():
+        yield prefix + raw, spec.runnable
+        sub = lg.subgraph_of(spec)
+        inner = [sub] if sub is not None else lg.called_subgraphs(spec)[:1]
+        for graph in inner:
+            sub_builder = lg.builder_of(graph)
+            if sub_builder is not None:
+                yield from _node_runnables(sub_builder, f"{prefix}{raw}/")
+
+
 def _edge_contracts(
-    builder: Any, topology: Topology, handoffs: Mapping[tuple[str, str], Any] | None
+    topology: Topology, handoffs: Mapping[Any, Any] | None
 ) -> dict[str, dict[str, Check]]:
+    """Return the compiled edge contracts: per target node, per source (qualified names)."""
     if not handoffs:
         return {}
     if not isinstance(handoffs, Mapping):
         raise ConfigurationError(
             f"handoffs= takes a dict of (source, target) -> contract, not {handoffs!r}."
         )
-    known = lg.node_names(builder)
+    known = list(topology.nodes)
     connected = {(h.source, h.target) for h in topology.handoffs}
     open_routers = {r.source for r in topology.routers if r.targets is None}
     out: dict[str, dict[str, Check]] = {}
     for key, spec in handoffs.items():
-        if not (isinstance(key, tuple) and len(key) == 2):
+        pair = key if isinstance(key, tuple) and len(key) == 2 else parse_handoff(key)
+        if pair is None:
             raise ConfigurationError(
-                f"handoffs key {key!r}: use a (source, target) tuple of node names."
+                f"handoffs key {key!r}: use a (source, target) tuple of node names, or "
+                "'source -> target'."
             )
-        source, target = key
-        if source != lg.START:
+        source, target = (sc.START if pair[0] == lg.START else pair[0]), pair[1]
+        if not source.endswith(sc.START):
             _check_node_name(source, known, "handoffs")
-        if target == lg.END:
+        if target == lg.END or target.endswith("/" + sc.END):
             raise ConfigurationError(
                 f"handoffs[({source!r}, END)]: a handoff into END has no receiving node; "
                 f"check the update with contracts={{{source!r}: Contract(ensures=...)}} instead."
             )
         _check_node_name(target, known, "handoffs")
-        if (source, target) not in connected and source not in open_routers:
+        sub_open = source.rpartition("/")[0] + "/" if "/" in source else ""
+        if (
+            (source, target) not in connected
+            and source not in open_routers
+            and not (source.endswith(sc.START) and target.startswith(sub_open))
+        ):
             commands = {h.source for h in topology.handoffs if h.kind == "command"}
             raise ConfigurationError(
                 f"handoffs[({source!r}, {target!r})]: the graph declares no edge from "
@@ -363,9 +384,41 @@ def _edge_contracts(
                 f"(add_node(..., destinations=(...))) if {source!r} routes with Command"
                 + (" (it already declares some)." if source in commands else ".")
             )
-        qualified_source = sc.START if source == lg.START else source
-        out.setdefault(target, {})[qualified_source] = compile_check(spec, role="handoff")
+        out.setdefault(target, {})[source] = compile_check(spec, role="handoff")
     return out
+
+
+def _warn_unchecked_faults(
+    builder: Any,
+    topology: Topology,
+    node_contracts: Mapping[str, tuple[Check | None, Check | None]],
+    edge_contracts: Mapping[str, Mapping[str, Check]],
+) -> None:
+    """Warn at instrument() about injected handoff faults that no contract can notice."""
+    plan = getattr(builder, "coordgap_faults", None)
+    if plan is None:
+        return
+    declared = {(h.source, h.target) for h in topology.handoffs if h.target in topology.nodes}
+    unchecked = []
+    for source, target in sorted(declared):
+        if plan.handoff_rate(source, target) <= 0.0:
+            continue
+        if node_contracts.get(target, (None, None))[0] is None and source not in edge_contracts.get(
+            target, {}
+        ):
+            unchecked.append(handoff_name(source, target))
+    if unchecked:
+        shown = ", ".join(unchecked[:5]) + (
+            f" and {len(unchecked) - 5} more" if len(unchecked) > 5 else ""
+        )
+        first = parse_handoff(unchecked[0]) or ("source", "target")
+        warnings.warn(
+            f"coordgap.faults: faults are injected into the handoffs {shown}, but no contract "
+            "checks them, so nothing can notice the corrupted state. Declare a requires "
+            f"contract on the target, or pass handoffs={{{first!r}: Model}} to "
+            "coordgap.instrument().",
+            stacklevel=3,
+        )
 
 
 def _build(
@@ -377,80 +430,96 @@ def _build(
     node_contracts: Mapping[str, tuple[Check | None, Check | None]],
     edge_contracts: Mapping[str, Mapping[str, Check]],
 ) -> InstrumentedGraph:
+    """Compile a copy of ``builder`` whose tasks and routers are probed into ``recorder``.
+
+    Subgraphs (nodes that are compiled graphs, and graphs a node's function holds in
+    its closure) are rebuilt the same way from their own, bare builders, named
+    ``prefix + node + "/"``, so every graph is probed exactly once.
+    """
     work = lg.copy_builder(builder)
-    sites = GraphSites(recorder=recorder, prefix=prefix, nodes=frozenset(lg.node_names(builder)))
-    ids = lg.router_ids(builder)
-    for source, branches in list(work.branches.items()):
-        for bname, branch in list(branches.items()):
-            router = prefix + ids[(source, bname)]
-            probe = RouterProbe(branch.path, sites, router, sites.qualify(source), branch.ends)
-            branches[bname] = branch._replace(path=probe)
+    raw_nodes = frozenset(work.nodes) | frozenset(lg.error_handler_names(work))
+    sites = GraphSites(recorder=recorder, prefix=prefix, nodes=raw_nodes)
+    sites.routes.update(lg.join_channels(work))
+    for raw, spec in list(work.nodes.items()):
+        inner_prefix = f"{prefix}{raw}/"
+        sub = lg.subgraph_of(spec)
+        if sub is not None:
+            built_sub = _build_subgraph(sub, recorder, inner_prefix, node_contracts, edge_contracts)
+            lg.set_node_runnable(work, raw, built_sub)
+            continue
+        called = lg.called_subgraphs(spec)
+        if called:
+            built = {
+                id(g): _build_subgraph(g, recorder, inner_prefix, node_contracts, edge_contracts)
+                for g in called[:1]
+            }
+            lg.set_node_runnable(work, raw, lg.with_called_subgraphs(spec.runnable, built))
+    ids = lg.router_ids(work)
+    end_kinds: dict[str, HandoffKind] = {}
+    for source, bname, path, ends in lg.router_paths(work):
+        router = RouterSite(sites, prefix + ids[(source, bname)], source, ends)
+        lg.set_router_path(work, source, bname, RouterProbe(path, router))
+        if ends is not None and lg.END in ends.values():
+            end_kinds.setdefault(source, "conditional")
+    for raw, spec in work.nodes.items():
+        if lg.END in lg.command_destinations(spec):
+            end_kinds[raw] = "command"
+    static: dict[str, dict[str, str]] = {}
+    for source, target, kind in lg.static_edges(work):
+        if target == lg.END:
+            end_kinds[source] = "join" if kind == "join" else "edge"
+        else:
+            static.setdefault(source, {})[target] = kind
+
     compiled = cast(InstrumentedGraph, work.compile(**compile_kwargs))
     for key, value in extra.items():
         setattr(compiled, key, value)
     compiled.__class__ = InstrumentedGraph  # same layout, plus run tracking in stream/astream
+    lg.serialize_as_compiled_graph(compiled)  # drawn as bare, wherever it is drawn
     compiled.coordgap_state = None
+    compiled.builder = builder  # the user's graph, as given: re-instrumenting reads it, not ours
 
-    static: dict[str, list[tuple[str, str]]] = {}
-    for source, target in work.edges:
-        static.setdefault(source, []).append((target, "edge"))
-    for sources, target in work.waiting_edges:
-        for source in sources:
-            static.setdefault(source, []).append((target, "join"))
-    pregel_nodes = lg.pregel_nodes(compiled)
-    for raw in lg.node_names(builder):
-        pregel_node = pregel_nodes.get(raw)
-        if pregel_node is None:
-            continue
-        requires, ensures = node_contracts.get(raw, (None, None))
-        edge_checks = {
-            (sites.qualify(src) if src != sc.START else sites.qualify(lg.START)): check
-            for src, check in edge_contracts.get(raw, {}).items()
-        }
+    before, after = lg.interrupt_nodes(compiled)
+    recorder.paused_before |= {sites.qualify(n) for n in before}
+    recorder.paused_after |= {sites.qualify(n) for n in after}
+    plan = getattr(builder, "coordgap_faults", None)
+    for raw, pregel_node in lg.pregel_nodes(compiled).items():
+        requires, ensures = node_contracts.get(sites.qualify(raw), (None, None))
+        edge_checks = edge_contracts.get(sites.qualify(raw), {})
         site = NodeSite(
             graph=sites,
-            name=sites.qualify(raw),
             raw=raw,
-            static_targets=tuple(static.get(raw, ())),
+            static=static.get(raw, {}),
+            end_kind=end_kinds.get(raw),
             requires=requires,
             ensures=ensures,
             edge_checks=edge_checks,
             policies=lg.retry_policies(pregel_node, compiled),
+            corrupt=functools.partial(plan.corrupt, raw) if plan is not None else None,
         )
-        if compiled.cache is not None and (pregel_node.cache_policy or compiled.cache_policy):
+        if lg.cached(pregel_node, compiled):
             recorder.cached_nodes.add(site.name)
-        sub = lg.subgraph_of(builder.nodes[raw])
-
-        def wrap(bound: Any, site: NodeSite = site, sub: Any = sub) -> Any:
-            inner = bound
-            if sub is not None and bound is sub:
-                inner = _build(
-                    sub.builder,
-                    lg.compile_options(sub),
-                    lg.graph_level_settings(sub),
-                    recorder,
-                    f"{site.name}/",
-                    {},
-                    {},
-                )
-            return NodeProbe(inner, site)
-
-        lg.install_node_runnable(
-            pregel_node,
-            wrap,
-            wrap_steps=functools.partial(_probe_sequence, site=site),
-        )
-    start = pregel_nodes.get(lg.START)
-    if start is not None and static.get(lg.START):
-        targets = tuple(t for t, _ in static[lg.START])
-        lg.install_node_runnable(
-            start, lambda first: StartProbe(first, sites, targets), wrap_first_writer=True
-        )
+        lg.wrap_task_runnable(pregel_node, functools.partial(TaskProbe, site=site))
     return compiled
 
 
-def _probe_sequence(steps: list[Any], *, site: NodeSite) -> list[Any]:
-    return probe_steps(steps, NodeProbe(None, site))
+def _build_subgraph(
+    graph: Any,
+    recorder: Recorder,
+    prefix: str,
+    node_contracts: Mapping[str, tuple[Check | None, Check | None]],
+    edge_contracts: Mapping[str, Mapping[str, Check]],
+) -> InstrumentedGraph:
+    """Rebuild a subgraph (bare or instrumented on its own) from its bare builder."""
+    return _build(
+        lg.builder_of(graph),
+        lg.compile_options(graph),
+        lg.graph_level_settings(graph),
+        recorder,
+        prefix,
+        node_contracts,
+        edge_contracts,
+    )
 
 
 def _state_of(graph: Any) -> _State:

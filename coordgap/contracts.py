@@ -30,11 +30,35 @@ from pydantic import BaseModel, TypeAdapter
 
 from .errors import ConfigurationError
 
-__all__ = ["Contract", "contract"]
+__all__ = ["Capture", "Contract", "contract"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ATTRIBUTE = "__coordgap_contract__"
+
+
+@dataclass
+class Capture:
+    """Opt-in capture of state values on failures (development only).
+
+    Args:
+        max_chars: the captured text is cut to this length.
+        redact: called with the value before it is rendered; return what may be recorded.
+
+    Example::
+
+        coordgap.instrument(builder, capture_values=coordgap.Capture(max_chars=200))
+    """
+
+    max_chars: int = 1024
+    redact: Callable[[Any], Any] | None = None
+
+    def render(self, value: Any) -> str:
+        """Return the text recorded for a value: redacted, ``repr``, cut to ``max_chars``."""
+        if self.redact is not None:
+            value = self.redact(value)
+        text = repr(value)
+        return text if len(text) <= self.max_chars else text[: self.max_chars] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,24 +253,3 @@ def _callable_check(fn: Callable[[Any], Any], name: str) -> Check:
         return None
 
     return Check(fn, name, validate)
-
-
-def update_of(output: Any) -> Any:
-    """Return the state update a node returned, for ``ensures`` (Command.update for Commands)."""
-    if type(output) is dict:
-        return output  # the usual update: no Command inside
-    from ._compat import command_gotos
-
-    commands = list(command_gotos(output))
-    if not commands:
-        return output
-    merged: dict[str, Any] = {}
-    for cmd in commands:
-        update = cmd.update
-        if isinstance(update, Mapping):
-            merged.update(update)
-        elif isinstance(update, (list, tuple)):
-            merged.update(dict(update))
-        elif update is not None:
-            return update
-    return merged

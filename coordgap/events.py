@@ -54,8 +54,6 @@ class NodeOutcome:
     fields: tuple[str, ...] = ()
     fault: bool = False
     run_id: int = 0
-    trace_parent: object = None
-    span: object = None
     captured: str | None = None
 
     @property
@@ -89,7 +87,6 @@ class HandoffOutcome:
     fields: tuple[str, ...] = ()
     fault: bool = False
     run_id: int = 0
-    trace_parent: object = None
     captured: str | None = None
 
 
@@ -107,7 +104,6 @@ class RouterOutcome:
     error_type: str | None = None
     fault: bool = False
     run_id: int = 0
-    trace_parent: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +111,8 @@ class RunOutcome:
     """One run: one invoke/stream of the instrumented graph.
 
     ``clean`` is True when the run finished without any failed component.
+    ``error_at`` names the node that ran last when the run raised and no
+    component failure explains it (a ``GraphRecursionError``, say).
     """
 
     graph: str
@@ -124,7 +122,7 @@ class RunOutcome:
     end_ns: int
     error_type: str | None = None
     run_id: int = 0
-    span: object = None
+    error_at: str | None = None
 
 
 Event: TypeAlias = NodeOutcome | HandoffOutcome | RouterOutcome | RunOutcome

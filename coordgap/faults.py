@@ -43,7 +43,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import threading
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -115,6 +114,7 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._draws: dict[str, int] = {}
         self._fired: dict[str, int] = {}
+        self._required: dict[int, frozenset[str] | None] = {}
 
     def decide(self, component: str, rate: float) -> tuple[bool, int]:
         """Return (fault?, draw number) for the next draw of ``component``."""
@@ -136,6 +136,79 @@ class FaultPlan:
             return self.handoff_default
         return 0.0
 
+    def corrupt(
+        self,
+        node: str,
+        input: Any,
+        sources: Sequence[str],
+        requires: Any,
+        edge_checks: Mapping[str, Any],
+    ) -> tuple[Any, bool]:
+        """Return (the input ``node`` receives, whether a fault corrupted it).
+
+        Called by the task probe with the sources of the handoffs being delivered
+        (``__start__`` for the entry) and the target's checks.
+        """
+        drop: set[str] = set()
+        everything = False
+        fired_any = False
+        for source in sources:
+            rate = self.handoff_rate(source, node)
+            if rate <= 0.0:
+                continue
+            fired, _ = self.decide(f"handoff:{source}->{node}", rate)
+            if not fired:
+                continue
+            fired_any = True
+            checks = [c for c in (requires, edge_checks.get(source)) if c is not None]
+            for check in checks:
+                fields = self._required_fields(check)
+                if fields:
+                    drop |= fields
+                else:
+                    everything = True
+            if not checks:
+                everything = True
+        if not fired_any:
+            return input, False
+        return _without(input, None if everything or not drop else drop), True
+
+    def uncheckable(
+        self, contracts: Mapping[str, tuple[Any, Mapping[str, Any]]]
+    ) -> list[tuple[str, str]]:
+        """Return the handoffs given a fault rate that no contract checks (per target node,
+        its requires check and its edge checks by source)."""
+        out = []
+        for source, target in self.handoffs:
+            if self.handoffs[(source, target)] <= 0.0:
+                continue
+            requires, edges = contracts.get(target, (None, {}))
+            if requires is None and source not in edges:
+                out.append((source, target))
+        return out
+
+    def _required_fields(self, check: Any) -> frozenset[str] | None:
+        """Top-level fields a check reports missing on an empty state (None: unknown)."""
+        key = id(check)
+        with self._lock:
+            if key in self._required:
+                return self._required[key]
+        found: frozenset[str] | None = None
+        try:
+            violation = check({})
+            if violation is not None:
+                names = {
+                    f.split(".")[0]
+                    for f, kind in zip(violation.fields, violation.error_types, strict=False)
+                    if f and kind == "missing"
+                }
+                found = frozenset(names) or None
+        except Exception:
+            found = None
+        with self._lock:
+            self._required[key] = found
+        return found
+
     @property
     def counts(self) -> dict[str, tuple[int, int]]:
         """Per component key (``node:analyze``, ``handoff:a->b``, ``router:r``): (draws, faults)."""
@@ -153,11 +226,11 @@ class FaultPlan:
 
 
 class _FaultyNode(Runnable[Any, Any]):
-    """A node's runnable that may raise before calling it, and may corrupt its input.
+    """A node's runnable that may raise before calling it.
 
-    Input corruption is applied by coordgap's node probe (``coordgap_corrupt``),
+    Input corruption is applied by coordgap's task probe (:meth:`FaultPlan.corrupt`),
     which knows which handoffs are being delivered and checks the contracts on
-    the corrupted state; called bare, the wrapper only raises.
+    the corrupted state.
     """
 
     def __init__(self, inner: Runnable[Any, Any], plan: FaultPlan, node: str) -> None:
@@ -166,7 +239,6 @@ class _FaultyNode(Runnable[Any, Any]):
         self.node = node
         self.rate = plan.nodes.get(node, 0.0)
         self.name = getattr(inner, "name", None)
-        self._required: dict[int, frozenset[str] | None] = {}
 
     # the user's function stays reachable (declared contracts are read from it)
     @property
@@ -193,62 +265,6 @@ class _FaultyNode(Runnable[Any, Any]):
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         self._maybe_raise()
         return await self.inner.ainvoke(input, config, **kwargs)
-
-    def coordgap_corrupt(
-        self,
-        input: Any,
-        sources: Sequence[str],
-        requires: Any,
-        edge_checks: Mapping[str, Any],
-    ) -> tuple[Any, bool]:
-        """Return (the input the target receives, whether a fault corrupted it).
-
-        Called by the node probe with the sources of the handoffs being
-        delivered (``__start__`` for the entry) and the target's checks.
-        """
-        drop: set[str] = set()
-        everything = False
-        fired_any = False
-        for source in sources:
-            rate = self.plan.handoff_rate(source, self.node)
-            if rate <= 0.0:
-                continue
-            fired, _ = self.plan.decide(f"handoff:{source}->{self.node}", rate)
-            if not fired:
-                continue
-            fired_any = True
-            checks = [c for c in (requires, edge_checks.get(source)) if c is not None]
-            if not checks:
-                _warn_uncheckable(source, self.node)
-            for check in checks:
-                fields = self._required_fields(check)
-                if fields:
-                    drop |= fields
-                else:
-                    everything = True
-        if not fired_any:
-            return input, False
-        return _without(input, None if everything or not drop else drop), True
-
-    def _required_fields(self, check: Any) -> frozenset[str] | None:
-        """Top-level fields a check reports missing on an empty state (None: unknown)."""
-        key = id(check)
-        if key in self._required:
-            return self._required[key]
-        found: frozenset[str] | None = None
-        try:
-            violation = check({})
-            if violation is not None:
-                names = {
-                    f.split(".")[0]
-                    for f, kind in zip(violation.fields, violation.error_types, strict=False)
-                    if f and kind == "missing"
-                }
-                found = frozenset(names) or None
-        except Exception:
-            found = None
-        self._required[key] = found
-        return found
 
     def __repr__(self) -> str:
         return f"faults._FaultyNode({self.node!r}, {self.inner!r})"
@@ -282,22 +298,6 @@ class _FaultyRouter(Runnable[Any, Any]):
 
     def __repr__(self) -> str:
         return f"faults._FaultyRouter({self.router!r}, {self.inner!r})"
-
-
-_warned: set[tuple[str, str]] = set()
-
-
-def _warn_uncheckable(source: str, target: str) -> None:
-    if (source, target) in _warned:
-        return
-    _warned.add((source, target))
-    warnings.warn(
-        f"coordgap.faults: a fault was injected into the handoff {source!r} -> {target!r}, "
-        f"but no contract checks it, so nothing can notice the corrupted state. Declare a "
-        f"requires contract on {target!r} or pass handoffs={{({source!r}, {target!r}): Model}} "
-        "to coordgap.instrument().",
-        stacklevel=2,
-    )
 
 
 def _without(value: Any, drop: set[str] | frozenset[str] | None) -> Any:
@@ -458,12 +458,10 @@ def inject(
             or (handoff_default is not None and handoff_default > 0.0)
         )
         if wanted and lg.subgraph_of(builder.nodes[name]) is None:
-            spec = work.nodes[name]
-            spec.runnable = _FaultyNode(spec.runnable, plan, name)  # type: ignore[arg-type]
-    for source, branches in list(work.branches.items()):
-        for bname, branch in list(branches.items()):
-            router = router_ids[(source, bname)]
-            if router_rates.get(router, 0.0) > 0.0:
-                branches[bname] = branch._replace(path=_FaultyRouter(branch.path, plan, router))
+            lg.set_node_runnable(work, name, _FaultyNode(lg.node_runnable(work, name), plan, name))
+    for source, bname, path, _ in lg.router_paths(work):
+        router = router_ids[(source, bname)]
+        if router_rates.get(router, 0.0) > 0.0:
+            lg.set_router_path(work, source, bname, _FaultyRouter(path, plan, router))
     work.coordgap_faults = plan  # type: ignore[attr-defined]
     return work

@@ -200,6 +200,114 @@ _H_TRANSFERS, _H_FAIL, _H_CONTRACT, _H_FAULT = range(4)
 _R_DECISIONS, _R_FAIL, _R_FAULT = range(3)
 _RUN_RUNS, _RUN_OK, _RUN_ERROR, _RUN_INTERRUPTED, _RUN_CLEAN = range(5)
 
+
+# -- the counting primitives: one per component kind --------------------------------------
+# Ledger.record() and the probes' quiet path both count through these, on a row, while
+# holding the ledger's lock; positional arguments, because the probes call them per task.
+
+
+def count_node(
+    row: _Row,
+    ok: bool,
+    attempt: int,
+    final: bool,
+    duration_ns: int,
+    error_type: str | None = None,
+    contract: bool = False,
+    fault: bool = False,
+) -> None:
+    """Count one attempt of a node (and its execution when ``final``)."""
+    c = row.counts
+    c[_N_ATT] += 1
+    row.seconds += duration_ns / 1e9
+    if not ok:
+        c[_N_ATT_FAIL] += 1
+        if error_type is not None:
+            row.error_types[error_type] = row.error_types.get(error_type, 0) + 1
+        if fault:
+            c[_N_FAULT] += 1
+    if final:
+        c[_N_EXEC] += 1
+        if ok:
+            if attempt == 1:
+                c[_N_FIRST_OK] += 1
+        else:
+            c[_N_FAIL] += 1
+            if contract:
+                c[_N_CONTRACT] += 1
+
+
+def count_handoff(
+    row: _Row,
+    ok: bool,
+    kind: str,
+    error_type: str | None = None,
+    contract: bool = False,
+    fault: bool = False,
+) -> None:
+    """Count one transfer of a handoff."""
+    row.counts[_H_TRANSFERS] += 1
+    labels = row.labels
+    labels[kind] = labels.get(kind, 0) + 1
+    if not ok:
+        c = row.counts
+        c[_H_FAIL] += 1
+        row.failed_labels[kind] = row.failed_labels.get(kind, 0) + 1
+        if contract:
+            c[_H_CONTRACT] += 1
+        if fault:
+            c[_H_FAULT] += 1
+        if error_type is not None:
+            row.error_types[error_type] = row.error_types.get(error_type, 0) + 1
+
+
+def count_router(
+    row: _Row,
+    ok: bool,
+    targets: tuple[str, ...],
+    error_type: str | None = None,
+    fault: bool = False,
+) -> None:
+    """Count one decision of a router and the targets it chose."""
+    c = row.counts
+    c[_R_DECISIONS] += 1
+    labels = row.labels
+    for target in targets:
+        labels[target] = labels.get(target, 0) + 1
+    if not ok:
+        c[_R_FAIL] += 1
+        if fault:
+            c[_R_FAULT] += 1
+        if error_type is not None:
+            row.error_types[error_type] = row.error_types.get(error_type, 0) + 1
+
+
+def count_run(
+    row: _Row,
+    status: str,
+    clean: bool,
+    duration_ns: int,
+    error_type: str | None = None,
+    error_at: str | None = None,
+) -> None:
+    """Count one run; ``error_at`` names where a run-level error (no failed component) died."""
+    c = row.counts
+    c[_RUN_RUNS] += 1
+    row.seconds += duration_ns / 1e9
+    if status == "ok":
+        c[_RUN_OK] += 1
+    elif status == "error":
+        c[_RUN_ERROR] += 1
+        if error_type is not None:
+            row.error_types[error_type] = row.error_types.get(error_type, 0) + 1
+        if error_at is not None:
+            row.labels[error_at] = row.labels.get(error_at, 0) + 1
+    else:
+        c[_RUN_INTERRUPTED] += 1
+    if clean:
+        c[_RUN_CLEAN] += 1
+
+
 _LEDGERS: weakref.WeakSet[Ledger] = weakref.WeakSet()
 
 
@@ -233,79 +341,46 @@ class Ledger:
         """Add one event to the counts."""
         with self.lock:
             if type(event) is NodeOutcome:
-                row = self._node_row_locked(event.node)
-                c = row.counts
-                c[_N_ATT] += 1
-                row.seconds += (event.end_ns - event.start_ns) / 1e9
-                if not event.ok:
-                    c[_N_ATT_FAIL] += 1
-                    if event.error_type is not None:
-                        row.error_types[event.error_type] = (
-                            row.error_types.get(event.error_type, 0) + 1
-                        )
-                    if event.fault:
-                        c[_N_FAULT] += 1
-                if event.final:
-                    c[_N_EXEC] += 1
-                    if event.ok:
-                        if event.attempt == 1:
-                            c[_N_FIRST_OK] += 1
-                    else:
-                        c[_N_FAIL] += 1
-                        if event.contract is not None:
-                            c[_N_CONTRACT] += 1
+                count_node(
+                    self._node_row_locked(event.node),
+                    event.ok,
+                    event.attempt,
+                    event.final,
+                    event.end_ns - event.start_ns,
+                    event.error_type,
+                    event.contract is not None,
+                    event.fault,
+                )
             elif type(event) is HandoffOutcome:
-                row = self._handoff_row_locked(event.source, event.target)
-                c = row.counts
-                c[_H_TRANSFERS] += 1
-                row.labels[event.kind] = row.labels.get(event.kind, 0) + 1
-                if not event.ok:
-                    c[_H_FAIL] += 1
-                    row.failed_labels[event.kind] = row.failed_labels.get(event.kind, 0) + 1
-                    if event.contract is not None:
-                        c[_H_CONTRACT] += 1
-                    if event.fault:
-                        c[_H_FAULT] += 1
-                    if event.error_type is not None:
-                        row.error_types[event.error_type] = (
-                            row.error_types.get(event.error_type, 0) + 1
-                        )
+                count_handoff(
+                    self.handoff_row_locked(event.source, event.target),
+                    event.ok,
+                    event.kind,
+                    event.error_type,
+                    event.contract is not None,
+                    event.fault,
+                )
             elif type(event) is RouterOutcome:
-                row = self._router_row_locked(event.router, event.source)
-                c = row.counts
-                c[_R_DECISIONS] += 1
-                for target in event.targets:
-                    row.labels[target] = row.labels.get(target, 0) + 1
-                if not event.ok:
-                    c[_R_FAIL] += 1
-                    if event.fault:
-                        c[_R_FAULT] += 1
-                    if event.error_type is not None:
-                        row.error_types[event.error_type] = (
-                            row.error_types.get(event.error_type, 0) + 1
-                        )
+                count_router(
+                    self._router_row_locked(event.router, event.source),
+                    event.ok,
+                    event.targets,
+                    event.error_type,
+                    event.fault,
+                )
             elif type(event) is RunOutcome:
-                row = self._runs
-                c = row.counts
-                c[_RUN_RUNS] += 1
-                row.seconds += (event.end_ns - event.start_ns) / 1e9
-                if event.status == "ok":
-                    c[_RUN_OK] += 1
-                elif event.status == "error":
-                    c[_RUN_ERROR] += 1
-                    if event.error_type is not None:
-                        row.error_types[event.error_type] = (
-                            row.error_types.get(event.error_type, 0) + 1
-                        )
-                else:
-                    c[_RUN_INTERRUPTED] += 1
-                if event.clean:
-                    c[_RUN_CLEAN] += 1
+                count_run(
+                    self._runs,
+                    event.status,
+                    event.clean,
+                    event.end_ns - event.start_ns,
+                    event.error_type,
+                    event.error_at,
+                )
 
-    # -- the happy path, without building an event ---------------------------------------
-    # Each is exactly record() of the matching successful event, on rows bound once (at
-    # instrument time, or when a dynamic handoff is first opened) so the hot path looks
-    # nothing up. The ``_locked`` ones expect the caller to hold ``lock``.
+    # -- rows, bound once so the hot path looks nothing up ------------------------------
+    # The probes bind rows at instrument time (or when a dynamic handoff is first seen)
+    # and count on them with the primitives below while holding ``lock``.
 
     def node_row(self, node: str) -> _Row:
         """Return the row counting ``node`` (created empty; shown once counted)."""
@@ -315,7 +390,12 @@ class Ledger:
     def handoff_row(self, source: str, target: str) -> _Row:
         """Return the row counting the (source, target) handoff (created empty)."""
         with self.lock:
-            return self._handoff_row_locked(source, target)
+            return self.handoff_row_locked(source, target)
+
+    def router_row(self, router: str, source: str) -> _Row:
+        """Return the row counting a router (created empty)."""
+        with self.lock:
+            return self._router_row_locked(router, source)
 
     def _node_row_locked(self, node: str) -> _Row:
         row = self._nodes.get(node)
@@ -330,63 +410,17 @@ class Ledger:
             self._router_sources[router] = source
         return row
 
-    def _handoff_row_locked(self, source: str, target: str) -> _Row:
+    def handoff_row_locked(self, source: str, target: str) -> _Row:
+        """Return the row counting the (source, target) handoff; the caller holds ``lock``."""
         row = self._handoffs.get((source, target))
         if row is None:
             row = self._handoffs[(source, target)] = _Row(4)
         return row
 
-    def node_ok_locked(
-        self, row: _Row, attempt: int, duration_ns: int, ends: tuple[tuple[str, _Row], ...]
-    ) -> None:
-        """Count a successful, final attempt and its static handoffs into END (kind, row)."""
-        c = row.counts
-        c[_N_ATT] += 1
-        c[_N_EXEC] += 1
-        if attempt == 1:
-            c[_N_FIRST_OK] += 1
-        row.seconds += duration_ns / 1e9
-        for kind, end in ends:
-            end.counts[_H_TRANSFERS] += 1
-            labels = end.labels
-            labels[kind] = labels.get(kind, 0) + 1
-
-    def transfers_ok_locked(self, target: str, handoffs: list[Any]) -> None:
-        """Count delivered handoffs into ``target``: (source, kind, start_ns, arg, row) each."""
-        for source, kind, _, _, row in handoffs:
-            if row is None:  # a dynamic handoff (router, Command, Send): looked up once here
-                row = self._handoff_row_locked(source, target)
-            row.counts[_H_TRANSFERS] += 1
-            labels = row.labels
-            labels[kind] = labels.get(kind, 0) + 1
-
-    def handoff_ok(self, source: str, target: str, kind: str) -> None:
-        """Count a successful handoff (as record(HandoffOutcome(ok=True)))."""
-        with self.lock:
-            row = self._handoff_row_locked(source, target)
-            row.counts[_H_TRANSFERS] += 1
-            labels = row.labels
-            labels[kind] = labels.get(kind, 0) + 1
-
-    def router_ok(self, router: str, source: str, targets: tuple[str, ...]) -> None:
-        """Count a valid router decision (as record(RouterOutcome(ok=True)))."""
-        with self.lock:
-            row = self._router_row_locked(router, source)
-            row.counts[_R_DECISIONS] += 1
-            labels = row.labels
-            for target in targets:
-                labels[target] = labels.get(target, 0) + 1
-
-    def run_ok(self, clean: bool, duration_ns: int) -> None:
-        """Count a run that finished ok (as record(RunOutcome(status="ok")))."""
-        with self.lock:
-            row = self._runs
-            c = row.counts
-            c[_RUN_RUNS] += 1
-            row.seconds += duration_ns / 1e9
-            c[_RUN_OK] += 1
-            if clean:
-                c[_RUN_CLEAN] += 1
+    @property
+    def runs_row(self) -> _Row:
+        """The row counting runs."""
+        return self._runs
 
     def count_internal_error(self) -> None:
         """Count one error inside coordgap (swallowed so the graph ran on)."""

@@ -63,7 +63,9 @@ def test_unknown_handoff_nodes_get_close_suggestions() -> None:
     with pytest.raises(ConfigurationError, match="no edge"):
         coordgap.instrument(linear(), handoffs={("n0", "n2"): Model})
     with pytest.raises(ConfigurationError, match="tuple"):
-        coordgap.instrument(linear(), handoffs={"n0->n1": Model})
+        coordgap.instrument(linear(), handoffs={"n0 to n1": Model})
+    # the handoff's one spelling, as the report prints it, names the same edge
+    assert coordgap.instrument(linear(), handoffs={"n0 -> n1": Model}) is not None
     with pytest.raises(ConfigurationError, match="END"):
         coordgap.instrument(linear(), handoffs={("n3", "__end__"): Model})
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 import coordgap
 from coordgap import semconv as sc
-from coordgap._intercept import _MAX_ERROR_TYPES
+from coordgap._run import _MAX_ERROR_TYPES
 
 ERRORS = [type(f"Error{i:03d}", (Exception,), {}) for i in range(100)]
 
@@ -158,7 +158,7 @@ def test_router_names_and_targets_come_from_the_graph(
 def test_the_error_type_cap_holds_under_threads() -> None:
     import threading
 
-    from coordgap._intercept import Recorder
+    from coordgap._run import Recorder
     from coordgap.ledger import Ledger
 
     for _ in range(20):

@@ -109,7 +109,12 @@ def test_retries_count_attempts_and_first_attempt_success() -> None:
     app = coordgap.instrument(retrying(fails=2, attempts=3))
     app.invoke({"n": 0})
     flaky = coordgap.ledger(app).snapshot().nodes["flaky"]
-    assert (flaky.executions, flaky.failures, flaky.attempts, flaky.attempt_failures) == (1, 0, 3, 2)
+    assert (flaky.executions, flaky.failures, flaky.attempts, flaky.attempt_failures) == (
+        1,
+        0,
+        3,
+        2,
+    )
     assert flaky.first_attempt_ok == 0
     assert coordgap.ledger(app).snapshot().runs.clean == 1
 
@@ -178,8 +183,9 @@ def test_router_outside_path_map_raises_keyerror_and_is_counted() -> None:
     assert snap.runs.error == 1
 
 
-def test_router_that_raises_is_a_router_and_handoff_failure() -> None:
-    """An exception in the router counts against the router and the handoff; it propagates."""
+def test_router_that_raises_is_a_router_failure_and_writes_no_handoff() -> None:
+    """An exception in the router counts against the router (the node did its work); the
+    task raised, so LangGraph wrote no handoff out of it. The exception propagates."""
 
     def route(state: State) -> str:
         raise LookupError("router broke")
@@ -189,7 +195,8 @@ def test_router_that_raises_is_a_router_and_handoff_failure() -> None:
         app.invoke({"n": 0})
     snap = coordgap.ledger(app).snapshot()
     assert snap.routers["route"].error_types == {"LookupError": 1}
-    assert snap.handoffs[("a", "__unknown__")].failures == 1
+    assert snap.nodes["a"].failures == 0 and snap.nodes["a"].executions == 1
+    assert not [h for h in snap.handoffs if h[0] == "a"]
 
 
 def test_command_goto_unknown_is_counted_though_langgraph_ignores_it() -> None:
@@ -399,7 +406,10 @@ def test_error_handler_defer_cache_and_timeout_nodes() -> None:
     snap = coordgap.ledger(app).snapshot()
     assert (snap.nodes["boom"].executions, snap.nodes["boom"].failures) == (2, 2)
     assert snap.nodes["cached"].executions == 1  # the second run was a cache hit
-    assert (snap.handoffs[("a", "cached")].transfers, snap.handoffs[("a", "cached")].failures) == (2, 0)
+    assert (snap.handoffs[("a", "cached")].transfers, snap.handoffs[("a", "cached")].failures) == (
+        2,
+        0,
+    )
     assert snap.nodes["late"].executions == 2
     assert (snap.runs.ok, snap.runs.clean) == (2, 0)  # the handled failure still dirties the run
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import warnings
 from typing import Annotated, Any
 
 import pytest
@@ -203,7 +204,7 @@ def test_handoff_rate_for_all_skips_start() -> None:
     assert snap.handoffs[("a", "b")].faults == 10
 
 
-def test_handoff_fault_without_contract_warns() -> None:
+def test_handoff_fault_without_contract_warns_at_instrument_time() -> None:
     builder = StateGraph(S)
     builder.add_node("a", lambda s: {"y": 1})
     builder.add_node("b", lambda s: {"z": 2})
@@ -211,9 +212,15 @@ def test_handoff_fault_without_contract_warns() -> None:
     builder.add_edge("a", "b")
     builder.add_edge("b", END)
     faulty = faults.inject(builder, handoffs={("a", "b"): 1.0}, seed=0)
-    faults._warned.discard(("a", "b"))
-    with pytest.warns(UserWarning, match="no contract checks it"):
-        instrumented(faulty).invoke({"x": 1})
+    with pytest.warns(UserWarning, match=r"a -> b, but no contract checks them"):
+        app = instrumented(faulty)  # before any fault fires
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        app.invoke({"x": 1})  # and never again per fault
+    checked = faults.inject(builder, handoffs={("a", "b"): 1.0}, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        coordgap.instrument(checked, handoffs={("a", "b"): lambda s: "y" in s})
 
 
 def test_retry_policy_retries_injected_faults_and_each_attempt_draws_again() -> None:

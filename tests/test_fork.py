@@ -106,7 +106,7 @@ def test_a_ledger_lock_held_at_fork_does_not_deadlock_the_child() -> None:
 def test_a_recorder_lock_held_at_fork_does_not_deadlock_the_child() -> None:
     app = coordgap.instrument(linear(), metrics=False, spans="off")
     recorder = app.coordgap_state.recorder
-    release, thread = _holding(recorder._threads_lock)
+    release, thread = _holding(recorder.threads_lock)
     try:
 
         def child() -> bool:

@@ -195,7 +195,7 @@ def test_1000_concurrent_asyncio_runs_lose_no_count() -> None:
 
 def test_recorder_level_load_over_ten_thousand_runs() -> None:
     """32 threads emit 12,800+ runs of events straight into one recorder: exact totals."""
-    from coordgap._intercept import Recorder
+    from coordgap._run import Recorder
     from coordgap.events import HandoffOutcome, NodeOutcome, RunOutcome
     from coordgap.ledger import Ledger
 
@@ -220,10 +220,12 @@ def test_recorder_level_load_over_ten_thousand_runs() -> None:
         barrier.wait()
         for k in range(per_thread):
             ok = (t + k) % 7 != 0
-            rec.emit(NodeOutcome("rec", "n", ok, 1, True, 0, 1000, error_type=None if ok else "E"))
-            rec.record_duration("n", ok, 1e-6)
-            rec.emit(HandoffOutcome("rec", "__start__", "n", "edge", True, 0, 1))
-            rec.emit(RunOutcome("rec", "ok" if ok else "error", ok, 0, 2000))
+            rec.emit(
+                None, NodeOutcome("rec", "n", ok, 1, True, 0, 1000, error_type=None if ok else "E")
+            )
+            rec.record_duration(None, "n", ok, 1e-6, None)
+            rec.emit(None, HandoffOutcome("rec", "__start__", "n", "edge", True, 0, 1))
+            rec.emit(None, RunOutcome("rec", "ok" if ok else "error", ok, 0, 2000))
             if k % 50 == 0:
                 rec.ledger.snapshot()
 

@@ -1,0 +1,575 @@
+"""The run lifecycle: one run per invoke/stream, its pending handoffs, and how outcomes leave.
+
+A :class:`Recorder` belongs to one instrumented graph. It starts a run around
+each call of the graph (``invoke`` as one call, ``stream`` step by step), keeps
+the handoffs LangGraph wrote and that wait for their target, and turns what the
+probes (``_probes``) saw into counts and events. Pending handoffs outlive a run
+only when LangGraph really paused it (an interrupt or a static breakpoint), and
+then only on the same thread.
+
+How outcomes leave is chosen once, at ``instrument()``: with no sink and no live
+span, the probes count straight into the ledger with its counting primitives and
+build no event ("quiet"); otherwise every outcome is an event for the ledger, the
+sinks and the span recorder. A run of an instrumented graph invoked inside a task
+of *another* instrumented graph is linked to that task: its events are also
+forwarded, renamed under the calling node, to the outer graph.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import context as otel_context
+
+from . import _compat as lg
+from . import semconv as sc
+from ._failopen import report_internal_error
+from .contracts import Capture
+from .events import Event, HandoffKind, HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
+from .ledger import Ledger, count_run
+
+_time_ns = time.time_ns
+
+_MAX_THREADS_REMEMBERED = 10_000
+_MAX_ERROR_TYPES = 64
+
+Pending = tuple[str, HandoffKind, int, Any, Any]
+"""A handoff LangGraph wrote, waiting for its target to start:
+``(source, kind, start_ns, arg, row)``; arg is a Send's payload (else None), row the
+ledger row it is counted on. A tuple: one is built per handoff, and a tuple costs a
+fraction of an instance."""
+
+
+class Task:
+    """The task a probe is running, current while LangGraph runs it (node and writers).
+
+    Routers run inside their source node's task, after the node; they leave their
+    decisions here, and the task probe counts them with the task's outcome.
+    """
+
+    __slots__ = ("prefix", "routed", "router_error", "run", "site")
+
+    def __init__(self, run: Run | None, site: Any, prefix: str) -> None:
+        self.run = run
+        self.site = site
+        self.prefix = prefix
+        """The name of this task's node followed by ``/``: where graphs it calls are named."""
+        self.routed: list[tuple[Any, tuple[str, ...], bool, int, int]] | None = None
+        """(router, targets, valid, start_ns, end_ns) per decision of this attempt."""
+        self.router_error: tuple[Any, BaseException, int, int] | None = None
+        """(router, exception, start_ns, end_ns) when a router raised in this attempt."""
+
+
+CURRENT_RUN: ContextVar[Run | None] = ContextVar("coordgap_run", default=None)
+CURRENT_TASK: ContextVar[Task | None] = ContextVar("coordgap_task", default=None)
+
+
+def _reinit_locks_after_fork() -> None:
+    # A lock held by another thread at fork time would stay locked forever in the child.
+    for recorder in list(_RECORDERS):
+        recorder.threads_lock = threading.Lock()
+
+
+_RECORDERS: weakref.WeakSet[Recorder] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_locks_after_fork)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Link:
+    """Where a run of a nested instrumented graph is reported in the outer graph too."""
+
+    run: Run
+    prefix: str
+
+
+class Run:
+    """Everything coordgap tracks for one run; shared by the run's subgraphs.
+
+    Its pending handoffs are guarded by the ledger's lock (see :class:`Ledger`), so a
+    probe delivers handoffs and counts them under one acquisition.
+    """
+
+    __slots__ = (
+        "deferred",
+        "durations",
+        "failed",
+        "failures",
+        "has_sends",
+        "interrupted",
+        "last_node",
+        "ledger",
+        "link",
+        "otel_ctx",
+        "parent_ctx",
+        "pending",
+        "quiet",
+        "recorder",
+        "run_id",
+        "span",
+        "start_ns",
+        "thread",
+    )
+
+    def __init__(
+        self, recorder: Recorder, run_id: int, thread: tuple[str, str] | None, link: Link | None
+    ) -> None:
+        self.recorder = recorder
+        self.ledger = recorder.ledger
+        self.run_id = run_id
+        self.start_ns = _time_ns()
+        self.thread = thread
+        self.link = link
+        self.quiet = recorder.quiet and link is None
+        """Count without events (chosen at instrument time; a linked run forwards events)."""
+        self.failed = False
+        self.interrupted = False
+        self.pending: dict[str, list[Pending]] = {}
+        self.has_sends = False
+        self.last_node: str | None = None
+        self.deferred: list[Any] = []
+        """Writes LangGraph makes after a task's probe returned (a parent command
+        handled by this graph): read once the superstep is over."""
+        # successful attempts' (histogram attributes, seconds, live span), recorded at the end
+        self.durations: list[tuple[dict[str, Any], float, Any]] = []
+        self.span: Any = None
+        self.otel_ctx: Any = None
+        self.parent_ctx: Any = None
+        self.failures: list[Event] = []
+
+    def open_locked(self, target: str, pending: Pending) -> None:
+        """Add a handoff waiting for ``target``; the caller holds the ledger's lock."""
+        bucket = self.pending.get(target)
+        if bucket is None:
+            self.pending[target] = [pending]
+        else:
+            bucket.append(pending)
+        if pending[1] == "send":
+            self.has_sends = True
+
+    def take_locked(self, target: str, push: bool, arg: Any) -> list[Pending]:
+        """Remove and return the handoffs a task of ``target`` receives: one Send for a
+        push task (its own payload), every other kind for a pull task."""
+        bucket = self.pending.pop(target, None)
+        if bucket is None:
+            return []
+        if not self.has_sends:
+            return bucket  # no Send in this run: every task is a pull, it takes them all
+        if push:
+            sends = [p for p in bucket if p[1] == "send"]
+            if not sends:
+                self.pending[target] = bucket
+                return []
+            chosen = next((p for p in sends if p[3] is arg), sends[0])
+            bucket.remove(chosen)
+            taken = [chosen]
+        else:
+            taken = [p for p in bucket if p[1] != "send"]
+            bucket = [p for p in bucket if p[1] == "send"]
+        if bucket:
+            self.pending[target] = bucket
+        return taken
+
+    def take_all(self) -> list[tuple[str, Pending]]:
+        """Remove and return every pending handoff as (target, pending)."""
+        with self.ledger.lock:
+            left = [(t, p) for t, bucket in self.pending.items() for p in bucket]
+            self.pending.clear()
+        return left
+
+
+class Recorder:
+    """Turns what the probes see into counts and events, run by run, for one graph."""
+
+    def __init__(
+        self,
+        *,
+        graph: str,
+        ledger: Ledger,
+        sinks: Sequence[Callable[[Event], None]],
+        spans: Any,
+        on_violation: str,
+        capture: Capture | None,
+        duration_histogram: Any = None,
+    ) -> None:
+        self.graph = graph
+        self.ledger = ledger
+        self.spans = spans
+        self.live = spans is not None and spans.live
+        self.sinks: tuple[Callable[[Event], None], ...] = ()
+        self.quiet = True
+        self.add_sinks(sinks)
+        self.raise_on_violation = on_violation == "raise"
+        self.capture = capture
+        self.duration_histogram = duration_histogram
+        self._duration_attrs: dict[tuple[str, bool], dict[str, Any]] = {}
+        self._run_ids = itertools.count(1)
+        self._threads: OrderedDict[tuple[str, str], list[tuple[str, Pending]]] = OrderedDict()
+        self.threads_lock = threading.Lock()
+        self._error_types: set[str] = set()
+        self.paused_before: frozenset[str] = frozenset()
+        """Qualified nodes a static breakpoint pauses the run before (``interrupt_before``)."""
+        self.paused_after: frozenset[str] = frozenset()
+        """Qualified nodes a static breakpoint pauses the run after (``interrupt_after``)."""
+        self.cached_nodes: set[str] = set()
+        """Nodes LangGraph may answer from its cache without running them (no probe sees it)."""
+        _RECORDERS.add(self)
+
+    def add_sinks(self, sinks: Sequence[Callable[[Event], None]]) -> None:
+        self.sinks = (*self.sinks, *sinks)
+        # quiet: no sink wants event objects and no span is live, so the probes only count
+        self.quiet = not self.sinks and not self.live
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def internal_error(self, where: str, exc: BaseException) -> None:
+        report_internal_error(where, exc, self.ledger.count_internal_error)
+
+    def emit(self, run: Run | None, event: Event) -> None:
+        """Hand one event to the ledger, the sinks, the spans (failures) and a linked outer run."""
+        try:
+            self.ledger.record(event)
+        except Exception as exc:
+            self.internal_error("ledger", exc)
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception as exc:
+                self.internal_error(f"sink {sink!r}", exc)
+        if not isinstance(event, RunOutcome) and not event.ok:
+            if run is not None and (not isinstance(event, NodeOutcome) or event.final):
+                run.failed = True  # a retried attempt is not a failed run
+            self._span_failure(run, event)
+        link = run.link if run is not None else None
+        if link is not None and not isinstance(event, RunOutcome):
+            outer = link.run
+            try:
+                outer.recorder.emit(outer, _renamed(event, link.prefix, outer.recorder.graph))
+            except Exception as exc:
+                self.internal_error("linked run", exc)
+
+    def _span_failure(self, run: Run | None, event: Any) -> None:
+        if self.spans is not None:
+            try:
+                self.spans.failure(run, event)
+            except Exception as exc:
+                self.internal_error("spans", exc)
+
+    def error_type(self, exc_or_name: BaseException | str) -> str:
+        """Return a bounded error.type: the class name, or ``other`` past the cap."""
+        name = exc_or_name if isinstance(exc_or_name, str) else type(exc_or_name).__name__
+        if name in self._error_types:
+            return name
+        with self.threads_lock:  # check-and-add must be atomic, or threads overshoot the cap
+            if name in self._error_types or len(self._error_types) < _MAX_ERROR_TYPES:
+                self._error_types.add(name)
+                return name
+        return sc.OTHER_ERROR_TYPE
+
+    def duration_attributes(self, node: str, ok: bool) -> dict[str, Any]:
+        """Return the histogram's attributes for a node and outcome (one dict each, reused)."""
+        key = (node, ok)
+        attrs = self._duration_attrs.get(key)
+        if attrs is None:
+            attrs = self._duration_attrs.setdefault(
+                key,
+                {
+                    sc.ATTR_GRAPH: self.graph,
+                    sc.ATTR_NODE: node,
+                    sc.ATTR_OUTCOME: "ok" if ok else "error",
+                },
+            )
+        return attrs
+
+    def record_duration(
+        self, run: Run | None, node: str, ok: bool, seconds: float, span: Any
+    ) -> None:
+        hist = self.duration_histogram
+        if hist is None:
+            return
+        attrs = self.duration_attributes(node, ok)
+        if run is not None:
+            run.durations.append((attrs, seconds, span))
+        else:
+            hist.record(seconds, attrs)
+
+    # -- runs -----------------------------------------------------------------------
+
+    def start_run(self, config: Any, graph_config: Any, outer: Run | None) -> Run:
+        thread = lg.thread_key(config, graph_config)
+        link = None
+        if outer is not None:
+            task = CURRENT_TASK.get()
+            if task is not None and task.run is outer:
+                link = Link(outer, task.prefix)
+        run = Run(self, next(self._run_ids), thread, link)
+        if thread is not None:
+            with self.threads_lock:
+                carried = self._threads.pop(thread, None)
+            if carried:
+                with self.ledger.lock:
+                    for target, pending in carried:
+                        run.open_locked(target, pending)
+        if self.spans is not None:
+            try:
+                self.spans.run_start(run)
+            except Exception as exc:
+                self.internal_error("spans", exc)
+        return run
+
+    def end_run(self, run: Run, exc: BaseException | None, abandoned: bool = False) -> None:
+        try:
+            self._end_run(run, exc, abandoned)
+        except Exception as inner:
+            self.internal_error("end of run", inner)
+
+    def _end_run(self, run: Run, exc: BaseException | None, abandoned: bool) -> None:
+        if run.deferred:
+            deferred, run.deferred = run.deferred, []
+            if exc is None or isinstance(exc, lg.GraphBubbleUp):
+                for entry in deferred:  # the writes of the run's last superstep
+                    entry[2].count_deferred(run, entry)
+            # else the run raised: LangGraph discarded those writes
+        end_ns = _time_ns()
+        left = run.take_all()
+        if run.durations and self.duration_histogram is not None:
+            self.duration_histogram.record_batch(run.durations)
+        error_type = error_at = None
+        if exc is not None and not isinstance(exc, lg.GraphBubbleUp):
+            status = "error"
+            error_type = self.error_type(exc)
+            if not run.failed:
+                error_at = run.last_node  # no failed component explains it: say where it died
+        elif abandoned or run.interrupted or exc is not None or self._paused(left):
+            status = "interrupted"
+        else:
+            status = "ok"
+        if left and status == "ok":
+            self._undelivered(run, left, end_ns)
+        elif left and status == "interrupted" and run.thread is not None:
+            # LangGraph paused the run: the next run of this thread delivers them
+            with self.threads_lock:
+                self._threads[run.thread] = left
+                self._threads.move_to_end(run.thread)
+                while len(self._threads) > _MAX_THREADS_REMEMBERED:
+                    self._threads.popitem(last=False)
+        clean = status == "ok" and not run.failed
+        if run.quiet and (self.spans is None or (status != "error" and not run.failures)):
+            # nobody needs the event (spans.run_end would return at once): count and go
+            ledger = self.ledger
+            with ledger.lock:
+                count_run(
+                    ledger.runs_row, status, clean, end_ns - run.start_ns, error_type, error_at
+                )
+            return
+        outcome = RunOutcome(
+            graph=self.graph,
+            status=status,  # type: ignore[arg-type]
+            clean=clean,
+            start_ns=run.start_ns,
+            end_ns=end_ns,
+            error_type=error_type,
+            run_id=run.run_id,
+            error_at=error_at,
+        )
+        self.emit(run, outcome)
+        if self.spans is not None:
+            self.spans.run_end(run, outcome)
+
+    def _paused(self, left: list[tuple[str, Pending]]) -> bool:
+        """Return True when a static breakpoint explains the handoffs left pending."""
+        return any(
+            target in self.paused_before or pending[0] in self.paused_after
+            for target, pending in left
+        )
+
+    def _undelivered(self, run: Run, left: list[tuple[str, Pending]], end_ns: int) -> None:
+        # The run finished yet these targets never started: LangGraph dropped the handoff
+        # (a join whose other side never came), unless the target was answered from
+        # LangGraph's cache (its writes replayed without a task).
+        for target, (source, kind, start_ns, _, _) in left:
+            cached = target in self.cached_nodes
+            self.emit(
+                run,
+                HandoffOutcome(
+                    graph=self.graph,
+                    source=source,
+                    target=target,
+                    kind=kind,
+                    ok=cached,
+                    start_ns=start_ns,
+                    end_ns=end_ns,
+                    error_type=None if cached else sc.ERROR_UNDELIVERED,
+                    run_id=run.run_id,
+                ),
+            )
+
+    # -- driving a call of the graph as one run ------------------------------------------
+
+    def _own(self) -> tuple[bool, Run | None]:
+        """Return (inside one of this graph's runs, the current run)."""
+        run = CURRENT_RUN.get()
+        return run is not None and run.recorder is self, run
+
+    def in_run(self) -> bool:
+        """Return True inside one of this graph's runs (a subgraph call, or invoke's stream)."""
+        return self._own()[0]
+
+    def _enter(self, run: Run) -> tuple[Any, Any]:
+        """Make ``run`` current (and its span, when live); return what _leave needs."""
+        return CURRENT_RUN.set(run), otel_context.attach(run.otel_ctx) if self.live else None
+
+    def _leave(self, tokens: tuple[Any, Any]) -> None:
+        token, otel_token = tokens
+        if otel_token is not None:
+            otel_context.detach(otel_token)
+        CURRENT_RUN.reset(token)
+
+    def call(
+        self,
+        fn: Callable[..., Any],
+        input: Any,
+        config: Any,
+        kwargs: dict[str, Any],
+        graph_config: Any,
+    ) -> Any:
+        """Call a graph's ``invoke`` as one run, the run current for the whole call."""
+        own, outer = self._own()
+        if own:
+            return fn(input, config, **kwargs)  # a subgraph of this graph: the outer run's
+        run = self.start_run(config, graph_config, outer)
+        tokens = self._enter(run)
+        try:
+            result = fn(input, config, **kwargs)
+        except BaseException as exc:
+            self.end_run(run, exc)
+            raise
+        finally:
+            self._leave(tokens)
+        self.end_run(run, None)
+        return result
+
+    async def acall(
+        self,
+        fn: Callable[..., Any],
+        input: Any,
+        config: Any,
+        kwargs: dict[str, Any],
+        graph_config: Any,
+    ) -> Any:
+        """Async twin of :meth:`call` (``ainvoke``)."""
+        own, outer = self._own()
+        if own:
+            return await fn(input, config, **kwargs)
+        run = self.start_run(config, graph_config, outer)
+        tokens = self._enter(run)
+        try:
+            result = await fn(input, config, **kwargs)
+        except asyncio.CancelledError:
+            self.end_run(run, None, abandoned=True)
+            raise
+        except BaseException as exc:
+            self.end_run(run, exc)
+            raise
+        finally:
+            self._leave(tokens)
+        self.end_run(run, None)
+        return result
+
+    def drive(self, inner: Iterator[Any], config: Any, graph_config: Any) -> Iterator[Any]:
+        """Iterate a graph's stream as one run, with the run set as current per step
+        (``stream()`` drives only outside this graph's runs)."""
+        run = self.start_run(config, graph_config, CURRENT_RUN.get())
+        try:
+            while True:
+                tokens = self._enter(run)
+                try:
+                    chunk = next(inner)
+                except StopIteration:
+                    break
+                finally:
+                    self._leave(tokens)
+                yield chunk
+        except GeneratorExit:
+            close = getattr(inner, "close", None)
+            if close is not None:
+                close()
+            self.end_run(run, None, abandoned=True)
+            raise
+        except BaseException as exc:
+            self.end_run(run, exc)
+            raise
+        self.end_run(run, None)
+
+    async def adrive(
+        self, inner: AsyncIterator[Any], config: Any, graph_config: Any
+    ) -> AsyncIterator[Any]:
+        """Async twin of :meth:`drive`."""
+        run = self.start_run(config, graph_config, CURRENT_RUN.get())
+        try:
+            while True:
+                tokens = self._enter(run)
+                try:
+                    chunk = await inner.__anext__()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    self._leave(tokens)
+                yield chunk
+        except GeneratorExit:
+            await _aclose(inner)
+            self.end_run(run, None, abandoned=True)
+            raise
+        except asyncio.CancelledError:
+            await _aclose(inner)
+            self.end_run(run, None, abandoned=True)
+            raise
+        except BaseException as exc:
+            self.end_run(run, exc)
+            raise
+        self.end_run(run, None)
+
+
+async def _aclose(inner: Any) -> None:
+    close = getattr(inner, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:
+            pass
+
+
+def _qualify(name: str, prefix: str) -> str:
+    return name if name == sc.UNKNOWN_TARGET else prefix + name
+
+
+def _renamed(event: Event, prefix: str, graph: str) -> Event:
+    """Return an event of a nested graph as the outer graph names it (``caller/inner``)."""
+    if isinstance(event, NodeOutcome):
+        return dataclasses.replace(event, graph=graph, node=prefix + event.node)
+    if isinstance(event, HandoffOutcome):
+        return dataclasses.replace(
+            event,
+            graph=graph,
+            source=_qualify(event.source, prefix),
+            target=_qualify(event.target, prefix),
+        )
+    if isinstance(event, RouterOutcome):
+        return dataclasses.replace(
+            event,
+            graph=graph,
+            router=prefix + event.router,
+            source=_qualify(event.source, prefix),
+            targets=tuple(_qualify(t, prefix) for t in event.targets),
+        )
+    return event

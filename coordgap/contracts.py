@@ -21,7 +21,7 @@ paths and error types, never the values::
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_type_hints, is_typeddict
 

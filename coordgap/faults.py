@@ -51,6 +51,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from . import _compat as lg
 from . import semconv as sc
 from .errors import ConfigurationError
+from .topology import parse_handoff
 
 __all__ = ["FaultPlan", "InjectedFault", "inject"]
 
@@ -132,9 +133,17 @@ class FaultPlan:
         rate = self.handoffs.get((source, target))
         if rate is not None:
             return rate
-        if self.handoff_default is not None and source != sc.START:
+        if self.handoff_default is not None and not _is_start(source):
             return self.handoff_default
         return 0.0
+
+    def touches(self, prefix: str) -> bool:
+        """Return True when a fault is planned for a component named ``prefix...``."""
+        if self.handoff_default:
+            return True
+        return any(n.startswith(prefix) for n in (*self.nodes, *self.routers)) or any(
+            t.startswith(prefix) for _, t in self.handoffs
+        )
 
     def corrupt(
         self,
@@ -407,38 +416,42 @@ def inject(
             "kind='corrupt')."
         )
 
-    names = lg.node_names(builder)
-    for name in names:
-        if lg.subgraph_of(builder.nodes[name]) is not None and (
-            (isinstance(nodes, Mapping) and name in nodes)
-            or (isinstance(handoffs, Mapping) and any(t == name for _, t in handoffs))
-        ):
-            raise ConfigurationError(
-                f"faults.inject(): node {name!r} is a compiled subgraph; inject faults into "
-                "the subgraph's own builder before adding it to the graph."
-            )
+    topology = lg.topology_of(builder, "faults")
+    containers = set(topology.subgraphs)
+    names = [n for n in topology.nodes if n not in containers]
+    for given in (nodes, handoffs):
+        if isinstance(given, Mapping):
+            for key in given:
+                named = key if isinstance(key, str) else None
+                if isinstance(key, tuple) and len(key) == 2:
+                    named = key[1]
+                if named in containers:
+                    raise ConfigurationError(
+                        f"faults.inject(): {named!r} is a subgraph; name the inner node the "
+                        f"report prints instead ({named}/<node>)."
+                    )
     node_rates = _per_component(nodes, names, "nodes")
-    router_ids = lg.router_ids(builder)
-    router_rates = _per_component(routers, list(router_ids.values()), "routers")
+    router_rates = _per_component(routers, [r.name for r in topology.routers], "routers")
     handoff_rates: dict[tuple[str, str], float] = {}
     handoff_default: float | None = None
     if isinstance(handoffs, Mapping):
         for key, rate in handoffs.items():
-            if not (isinstance(key, tuple) and len(key) == 2):
+            pair = key if isinstance(key, tuple) and len(key) == 2 else parse_handoff(key)
+            if pair is None:
                 raise ConfigurationError(
-                    f"handoffs key {key!r}: use a (source, target) tuple of node names."
+                    f"handoffs key {key!r}: use a (source, target) tuple of node names, or "
+                    "'source -> target'."
                 )
-            source, target = key
-            if source != lg.START:
+            source, target = (sc.START if pair[0] == lg.START else pair[0]), pair[1]
+            if not _is_start(source):
                 _check_name(source, names, "handoffs source")
-            if target == lg.END:
+            if target == lg.END or target.endswith("/" + sc.END):
                 raise ConfigurationError(
                     f"handoffs[({source!r}, END)]: a handoff into END has no receiving node "
                     "whose state could be corrupted."
                 )
             _check_name(target, names, "handoffs target")
-            qualified = sc.START if source == lg.START else source
-            handoff_rates[(qualified, target)] = _rate(rate, f"handoffs[{key!r}]")
+            handoff_rates[(source, target)] = _rate(rate, f"handoffs[{key!r}]")
     elif handoffs is not None:
         handoff_default = _rate(handoffs, "handoffs")
 
@@ -449,19 +462,46 @@ def inject(
         handoffs=handoff_rates,
         handoff_default=handoff_default,
     )
+    return _injected(builder, plan, "")
+
+
+def _is_start(name: str) -> bool:
+    return name == sc.START or name.endswith("/" + sc.START)
+
+
+def _injected(builder: Any, plan: FaultPlan, prefix: str) -> Any:
+    """Return a copy of ``builder`` with the plan's faults, subgraphs rebuilt where they get some."""
     work = lg.copy_builder(builder)
-    targets = {t for _, t in handoff_rates}
-    for name in names:
-        wanted = (
-            node_rates.get(name, 0.0) > 0.0
-            or name in targets
-            or (handoff_default is not None and handoff_default > 0.0)
-        )
-        if wanted and lg.subgraph_of(builder.nodes[name]) is None:
-            lg.set_node_runnable(work, name, _FaultyNode(lg.node_runnable(work, name), plan, name))
+    for raw in list(work.nodes):
+        name = prefix + raw
+        spec = work.nodes[raw]
+        sub = lg.subgraph_of(spec)
+        called = [] if sub is not None else lg.called_subgraphs(spec)[:1]
+        inner = f"{name}/"
+        for graph in [sub] if sub is not None else called:
+            if not plan.touches(inner):
+                continue
+            faulty = _compiled_like(_injected(lg.builder_of(graph), plan, inner), graph)
+            if sub is not None:
+                lg.set_node_runnable(work, raw, faulty)
+            else:
+                lg.set_node_runnable(
+                    work, raw, lg.with_called_subgraphs(spec.runnable, {id(graph): faulty})
+                )
+        if sub is None and plan.nodes.get(name, 0.0) > 0.0:
+            lg.set_node_runnable(work, raw, _FaultyNode(lg.node_runnable(work, raw), plan, name))
+    ids = lg.router_ids(work)
     for source, bname, path, _ in lg.router_paths(work):
-        router = router_ids[(source, bname)]
-        if router_rates.get(router, 0.0) > 0.0:
+        router = prefix + ids[(source, bname)]
+        if plan.routers.get(router, 0.0) > 0.0:
             lg.set_router_path(work, source, bname, _FaultyRouter(path, plan, router))
     work.coordgap_faults = plan  # type: ignore[attr-defined]
     return work
+
+
+def _compiled_like(builder: Any, graph: Any) -> Any:
+    """Compile ``builder`` with the options and settings ``graph`` was compiled with."""
+    compiled = builder.compile(**lg.compile_options(graph))
+    for key, value in lg.graph_level_settings(graph).items():
+        setattr(compiled, key, value)
+    return compiled

@@ -42,12 +42,12 @@ def small_ledger(retrieve_failures: tuple[int, ...] = (3,)) -> Ledger:
 TEXT_SNAPSHOT = """\
 coordgap report - graph 'research' - 20 runs (20 finished, 0 interrupted)
 
-end to end          value  95 % interval
-observed            0.900  [0.699, 0.972]  clean runs / finished runs (18 / 20)
-predicted           0.900  [0.717, 1.000]  product of r^visits over 6 components, delta method
-naive (nodes only)  0.950  [0.825, 1.000]
-coordination gap    0.050                  handoffs 0.050, routers 0.000
-run errors          0.050  [0.009, 0.236]  runs that raised (1 / 20)
+end to end        value  95 % interval
+observed          0.900  [0.699, 0.972]  clean runs / finished runs (18 / 20)
+predicted         0.900  [0.717, 1.000]  absorbing chain over 6 components, delta method
+naive             0.950  [0.825, 1.000]  the same with handoffs, routers perfect
+coordination gap  0.050                  handoffs 0.050, routers 0.000
+run errors        0.050  [0.009, 0.236]  runs that raised (1 / 20)
 
 kind     component               n  failed  reliability  95 % interval   first try  visits    gain
 node     retrieve               20       1        0.950  [0.764, 0.991]          -    1.00  +0.047
@@ -58,6 +58,10 @@ handoff  analyze -> __end__     19       0        1.000  [0.832, 1.000]         
 router   route                  19       0        1.000  [0.832, 1.000]          -    1.00  +0.000
 
 weakest: retrieve -> analyze (+0.050), retrieve (+0.047)
+
+gap = naive - predicted: what handoffs and routers cost end to end
+visits = executions per run when nothing fails; gain = predicted end to end if the component never failed, minus predicted now
+first try = tasks that succeeded on their first attempt (nodes with retries)
 """
 
 
@@ -86,7 +90,7 @@ def test_json_round_trips() -> None:
     rep = report(small_ledger())
     text = rep.to_json()
     data = json.loads(text)
-    assert data["schema"] == "coordgap.report/1"
+    assert data["schema"] == "coordgap.report/2"
     assert data["gap"] == pytest.approx(0.05)
     back = Report.from_json(text)
     assert back == rep
@@ -107,9 +111,9 @@ def test_json_round_trips_for_random_ledgers(seed: int) -> None:
 
 def test_json_of_another_schema_version_names_the_fix() -> None:
     data = json.loads(report(small_ledger()).to_json())
-    data["schema"] = "coordgap.report/2"
+    data["schema"] = "coordgap.report/3"
     with pytest.raises(
-        ConfigurationError, match=r"coordgap\.report/2.*install the coordgap version"
+        ConfigurationError, match=r"coordgap\.report/3.*install the coordgap version"
     ):
         Report.from_json(json.dumps(data))
 

@@ -183,7 +183,7 @@ class Chain:
         x = gauss(a, c)
         if x is None or any(not math.isfinite(v) or v < -1e-9 or v > 1.0 + 1e-9 for v in x):
             return None
-        return {s: min(1.0, max(0.0, v)) for s, v in zip(scc, x, strict=True)}
+        return {s: _clip(v) for s, v in zip(scc, x, strict=True)}
 
     def _solve_iterated(
         self, scc: Sequence[str], known: Mapping[str, float], th: Callable[[str], float]
@@ -199,7 +199,7 @@ class Chain:
                 delta = max(delta, abs(v - trial[s]))
                 trial[s] = v
             if delta <= _TOL:
-                return trial, True
+                return {s: _clip(v) for s, v in trial.items()}, True
         return trial, False
 
     # -- the gradient ------------------------------------------------------------------------
@@ -357,6 +357,13 @@ class Chain:
 
 
 # -- evaluation ---------------------------------------------------------------------------------
+
+
+def _clip(v: float) -> float:
+    # Elimination leaves ~1e-15 of rounding: a probability that is 1 must print as 1.
+    if v >= 1.0 - 1e-12:
+        return 1.0
+    return 0.0 if v <= 1e-15 else v
 
 
 def _reader(

@@ -198,20 +198,29 @@ def chain_from_counts(
         return float(max(0, st.executions - st.failures - router_failures.get(state, 0)))
 
     delivered: dict[str, int] = {}
+    join_sources: dict[str, set[str]] = {}
     for h in handoffs:
         if h.target in nodes:
+            if h.kinds.get("join"):
+                join_sources.setdefault(h.target or "", set()).add(h.source or "")
+                continue
             n = h.executions - h.error_types.get(ERROR_UNDELIVERED, 0)
-            delivered[h.target] = delivered.get(h.target or "", 0) + max(0, n)
+            delivered[h.target or ""] = delivered.get(h.target or "", 0) + max(0, n)
 
-    def power(target: str) -> float:
-        # Executions of the target per delivered transfer: 1 on a plain edge, 1/k behind a
-        # k-way join (the k transfers share one execution: F^(1/k) each, F once in all).
+    def power(source: str, target: str, kinds: Mapping[str, int]) -> float:
+        # Executions of the target per transfer: behind a k-way join the k arrivals share
+        # one execution (F^(1/k) each: F once in all). Without a join, LangGraph also runs a
+        # target once for several writes in one step (a fan-in); a small shortfall is runs
+        # that ended between the write and the target, not a fan-in.
+        if kinds.get("join"):
+            arity = len(join_sources.get(target, ()))
+            return 1.0 / arity if arity > 1 else 1.0
         n = delivered.get(target, 0)
         st = nodes.get(target)
         if st is None or n <= 0:
             return 1.0
-        k = st.executions / n
-        return k if k < 1.0 - 1e-9 else 1.0
+        share = st.executions / n
+        return share if share < 0.75 else 1.0
 
     by_source: dict[str, list[Counted]] = {}
     for h in handoffs:
@@ -246,7 +255,7 @@ def chain_from_counts(
                 continue
             if base <= 0:
                 continue
-            pw = power(t)
+            pw = power(s, t, kinds)
             n_static = sum(v for k, v in kinds.items() if k in _STATIC)
             n_choice = sum(v for k, v in kinds.items() if k in _CHOICE)
             n_send = sum(v for k, v in kinds.items() if k not in _STATIC and k not in _CHOICE)

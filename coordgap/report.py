@@ -910,6 +910,8 @@ def _findings(e: EndToEnd, drafts: Iterable[_Draft]) -> list[str]:
 
 def _independence_finding(e: EndToEnd) -> list[str]:
     """Observed outside predicted's interval: the chain's assumptions do not hold here."""
+    from .render import fmt
+
     obs, pred = e.observed, e.predicted
     if obs.value is None or pred.value is None or pred.method != "delta-log":
         return []
@@ -917,13 +919,13 @@ def _independence_finding(e: EndToEnd) -> list[str]:
         return []
     side = "below" if obs.value < pred.low else "above"
     head = (
-        f"observed {obs.value:.4g} is {side} predicted's interval "
-        f"[{pred.low:.4g}, {pred.high:.4g}]: "
+        f"observed {fmt(obs.value)} is {side} predicted's interval "
+        f"[{fmt(pred.low)}, {fmt(pred.high)}]: "
     )
     if side == "below" and e.unblamed:
         return [
-            head + f"{e.unblamed} run(s) raised with no component failing; without them "
-            f"{NOT_INDEPENDENT} may still hold"
+            head + f"the {e.unblamed} run(s) that raised with no component failing are "
+            "not in any component's reliability (see above)"
         ]
     return [
         head + f"{NOT_INDEPENDENT} (e.g. a loop that exits on a counter, failures that come "

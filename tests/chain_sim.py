@@ -378,7 +378,7 @@ def geometric_loop(d: Draw, t: Tally) -> None:
 
     One pass succeeds with s = 0.9·0.99 = 0.891; going back also crosses the handoff
     check -> work (0.98). F = s·(0.5 + 0.5·0.98·F), so
-    truth = 0.5·s / (1 − 0.5·0.98·s) = 0.4455 / 0.56341 = 0.790720. E[visits of work] = 2.
+    truth = 0.5·s / (1 - 0.5·0.98·s) = 0.4455 / 0.56341 = 0.790720. E[visits of work] = 2.
     """
     t.handoff(START, "work")
     while True:
@@ -501,7 +501,7 @@ def retried_router(d: Draw, t: Tally) -> None:
 
     LangGraph runs the router inside a's task, so a failed router retries a: a router
     failure on attempts 1-4 is a failed attempt of a; on the 5th it is the router's
-    failure and the run raises. Truth: 1 − 0.5⁵ = 0.96875.
+    failure and the run raises. Truth: 1 - 0.5⁵ = 0.96875.
     """
     t.handoff(START, "a")
     for attempt in range(1, 6):

@@ -136,7 +136,7 @@ def test_branch_probabilities_give_expected_visits_on_a_loop() -> None:
     assert rep.handoffs[("check", "analyze")].visits == pytest.approx(0.25)
     # By hand, F = probability that all goes well from a node on:
     # F(check) = .97·.995·(.2·.99·F(analyze) + .8·.99·F(synthesize)), F(synthesize) = .97,
-    # F(analyze) = .97·.99·F(check)  =>  F(check) = a·d / (1 − a·b).
+    # F(analyze) = .97·.99·F(check)  =>  F(check) = a·d / (1 - a·b).
     a, b, d = 0.97 * 0.995, 0.2 * 0.99 * 0.97 * 0.99, 0.8 * 0.99 * 0.97
     f_check = a * d / (1 - a * b)
     assert rep.predicted == pytest.approx(0.97 * 0.99 * f_check)

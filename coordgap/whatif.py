@@ -811,10 +811,16 @@ class Plan:
         if self.no_data:
             return f"no plan for {fmt(self.target)}: {NO_DATA}"
         head = "reaches" if self.reached else "cannot reach"
-        what = (
-            f"lower bound at {self.confidence * 100:g} %" if self.on == "low" else "point estimate"
+        bounded = (
+            self.on == "low" and self.before_low is not None and self.before_low != self.before
         )
-        low = "" if self.on != "low" else f" (low {fmt(self.before_low)} -> {fmt(self.after_low)})"
+        if bounded:
+            what = f"lower bound at {self.confidence * 100:g} %"
+        elif self.on == "low":
+            what = "given reliabilities: no interval"
+        else:
+            what = "point estimate"
+        low = f" (low {fmt(self.before_low)} -> {fmt(self.after_low)})" if bounded else ""
         lines = [
             f"plan {head} {fmt(self.target)} ({what}): predicted {fmt(self.before)} -> "
             f"{fmt(self.after)}{low}, cost {self.cost:g}"
@@ -822,7 +828,7 @@ class Plan:
         if not self.steps:
             lines.append("  nothing to change" if self.reached else "  no change helps")
         for s in self.steps:
-            bound = "" if s.low is None or self.on != "low" else f" (low {fmt(s.low, 4)})"
+            bound = "" if s.low is None or not bounded else f" (low {fmt(s.low, 4)})"
             lines.append(
                 f"  {s.description:<36} cost {s.cost:<4g} r {fmt(s.before, 4)} -> "
                 f"{fmt(s.after, 4)}  end to end {fmt(s.predicted, 4)}{bound}"

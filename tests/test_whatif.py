@@ -417,4 +417,6 @@ def test_what_if_on_a_loop_re_solves_the_chain() -> None:
         return s * 0.9 * 0.97 * 0.95 / (1 - s * 0.1 * 0.97)
 
     assert rep.predicted == pytest.approx(truth(0.96))
+    # the figures docs/what-if.md quotes
+    assert f"{rep.predicted:.3f} {rep.naive:.3f} {rep.gap:.3f}" == "0.777 0.859 0.082"
     assert what_if(rep, retries={"analyze": 3}).predicted == pytest.approx(truth(retried(0.96, 3)))

@@ -464,8 +464,13 @@ def _checks_for(
             _check(rep.graph, "end to end", "observed", e2e.clean, e2e.finished,
                    end_to_end, confidence, z, 1.0)
         )  # fmt: skip
+    from ._names import handoff_pair
+
     named: dict[tuple[str, Any], float] = {}
     for key, value in per.items():
+        pair = handoff_pair(key, stacklevel=5) if isinstance(key, str) else None
+        if pair is not None:
+            key = pair  # "source -> target", the name the report prints
         if isinstance(key, tuple):
             if key not in rep.handoffs:
                 _unknown(key, [f"{s} -> {t}" for s, t in rep.handoffs], "handoff", rep.graph)
@@ -502,7 +507,7 @@ def _unknown(key: Any, known: Sequence[str], what: str, graph: str) -> None:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigurationError(
         f"per={{{key!r}: ...}}: graph {graph!r} has no {what} {key!r}.{hint} "
-        "Name nodes and routers with a string, handoffs with a (source, target) tuple."
+        "Name nodes and routers with a string, handoffs 'source -> target' or (source, target)."
     )
 
 
@@ -627,7 +632,8 @@ def assert_reliability(
         handoffs: threshold for every handoff that happened.
         routers: threshold for every router that decided.
         per: thresholds for single components, overriding the above: a node
-            or router by name, a handoff by ``(source, target)``.
+            or router by name, a handoff by ``"source -> target"`` (the name the
+            report prints) or ``(source, target)``.
         confidence: the level of every interval (0.95: 95 %).
         min_runs: fail unless at least this many runs finished.
 

@@ -52,12 +52,15 @@ def test_sampled_snapshots_count_like_played_runs(name: str) -> None:
     assert set(drawn.nodes) <= set(ROWS[name].topology.nodes)
 
 
-def test_history_free_rows_are_unbiased_and_their_intervals_cover_the_truth() -> None:
-    reps = 400 if LONG else 50
+@pytest.mark.parametrize(("runs", "reps"), [(200, 40), (2000, 50)])
+def test_history_free_rows_are_unbiased_and_their_intervals_cover_the_truth(
+    runs: int, reps: int
+) -> None:
+    reps = 400 if LONG else reps
     hits = total = 0
     for i, name in enumerate(HISTORY_FREE):
         row = ROWS[name]
-        reps_ = _reports(row, 2000, reps, seed=100 + i)
+        reps_ = _reports(row, runs, reps, seed=100 + i + runs)
         preds = [r.end_to_end.predicted for r in reps_]
         values = [p.value for p in preds if p.value is not None]
         mean, sd = statistics.mean(values), statistics.stdev(values)
@@ -67,7 +70,7 @@ def test_history_free_rows_are_unbiased_and_their_intervals_cover_the_truth() ->
         total += len(preds)
         assert not any(_finding(r) for r in reps_[:10]), name
     # 95 % intervals; pooled over the rows so that the fast profile can say something.
-    assert 0.92 <= hits / total <= 0.98, hits / total
+    assert 0.92 <= hits / total <= 0.985, hits / total
 
 
 def test_the_router_in_front_of_a_node_gives_0_64_not_0_667() -> None:

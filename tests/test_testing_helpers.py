@@ -308,3 +308,12 @@ def test_a_passing_gate_and_a_node_gate_name_no_weakest_links() -> None:
         assert_reliability(led, nodes=0.999)
     assert info.value.weakest == ()
     assert "where the end to end" not in str(info.value)
+
+
+def test_per_names_a_handoff_as_the_report_prints_it() -> None:
+    app = coordgap.instrument(build(0.3), spans="off", metrics=False)
+    drive(app, 60)
+    (check,) = [c for c in assert_reliability(app, per={"a -> b": 0.5}) if c.kind == "handoff"]
+    assert check.component == "a -> b" and check.threshold == 0.5
+    with pytest.raises(coordgap.ConfigurationError, match="no handoff"):
+        assert_reliability(app, per={"a -> c": 0.5})

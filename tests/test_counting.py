@@ -109,12 +109,7 @@ def test_retries_count_attempts_and_first_attempt_success() -> None:
     app = coordgap.instrument(retrying(fails=2, attempts=3))
     app.invoke({"n": 0})
     flaky = coordgap.ledger(app).snapshot().nodes["flaky"]
-    assert (flaky.executions, flaky.failures, flaky.attempts, flaky.attempt_failures) == (
-        1,
-        0,
-        3,
-        2,
-    )
+    assert (flaky.executions, flaky.failures, flaky.attempts, flaky.attempt_failures) == (1, 0, 3, 2)
     assert flaky.first_attempt_ok == 0
     assert coordgap.ledger(app).snapshot().runs.clean == 1
 
@@ -404,10 +399,7 @@ def test_error_handler_defer_cache_and_timeout_nodes() -> None:
     snap = coordgap.ledger(app).snapshot()
     assert (snap.nodes["boom"].executions, snap.nodes["boom"].failures) == (2, 2)
     assert snap.nodes["cached"].executions == 1  # the second run was a cache hit
-    assert (snap.handoffs[("a", "cached")].transfers, snap.handoffs[("a", "cached")].failures) == (
-        2,
-        0,
-    )
+    assert (snap.handoffs[("a", "cached")].transfers, snap.handoffs[("a", "cached")].failures) == (2, 0)
     assert snap.nodes["late"].executions == 2
     assert (snap.runs.ok, snap.runs.clean) == (2, 0)  # the handled failure still dirties the run
 

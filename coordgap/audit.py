@@ -1,9 +1,10 @@
 """The static audit: compounded reliability from the topology alone, before any run.
 
 Give the graph and the reliability you expect of each node, handoff and
-router; the audit composes them over the graph's real edges exactly as the
-live report does (``Π r_c^v_c``) and returns a :class:`~coordgap.report.Report`
-with no observed side, so every renderer works on it.
+router; the audit composes them over the graph's real edges with the same
+absorbing chain as the live report (``coordgap._chain``; branch probabilities
+given instead of counted) and returns a :class:`~coordgap.report.Report` with
+no observed side, so every renderer works on it.
 
 Handoffs from ``START`` and to ``END`` are *not* counted by default: they are
 the graph's boundary, not transfers between two nodes (pass ``boundary=True``
@@ -15,24 +16,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._chain import Chain, Diverged, Edge, Group, State, sccs_in_topological_order
+from ._names import handoff_pair
+from ._predict import flat_chain, param_key
 from .errors import ConfigurationError
-from .report import (
-    _NO_DATA,
-    Report,
-    _assemble,
-    _Diverged,
-    _Draft,
-    _sccs_in_topological_order,
-    _solve_visits,
-)
+from .report import _NO_DATA, EndToEnd, Report, _assemble, _Draft, _params
 from .semconv import END, START
-from .topology import Topology
+from .topology import Topology, handoff_name
 
 __all__ = ["audit"]
 
 Reliabilities = float | Mapping[Any, float] | None
 
 _STATIC = frozenset({"edge", "join"})
+_SUB_START = "/" + START
 
 
 def audit(
@@ -54,21 +51,23 @@ def audit(
             :class:`~coordgap.topology.Topology`.
         nodes: one reliability for every node, or a dict per node name.
         handoffs: one reliability for every handoff between nodes, or a dict
-            keyed by ``(source, target)`` or ``"source->target"``.
+            keyed by ``(source, target)`` or ``"source -> target"``.
         routers: one reliability for every router, or a dict per router name.
         default: the reliability of any component not given (1.0: not modelled).
         branches: probability that a router (or ``Command``) at ``source``
             picks ``target``, keyed like ``handoffs``; choices not given are
             split evenly among the source's remaining targets.
-        visits: expected visits per run, per node name (or per handoff key),
-            overriding what the branch probabilities give.
+        visits: how many times each node (or handoff) runs in *every* run,
+            overriding the chain: the prediction is then the plain product
+            ``Π r^visits`` (exact when the visits do not vary between runs).
         boundary: also count handoffs from ``START`` and to ``END``.
         name: the graph's name in the report (default: the graph's own).
 
-    A graph with a cycle needs ``branches`` or ``visits``: visits are then
-    solved exactly (a small linear system per cycle), and a loop that can
-    never exit is reported as a :class:`~coordgap.errors.ConfigurationError`,
-    never iterated on.
+    Predicted end to end is the probability of reaching ``END`` with no failure in
+    the graph's absorbing chain: exact for branches and loops whose choices follow
+    ``branches`` independently of the run's history. A graph with a cycle needs
+    ``branches`` or ``visits``; a loop that can never exit is a
+    :class:`~coordgap.errors.ConfigurationError`, never iterated on.
 
     Raises:
         ConfigurationError: a name that is not in the graph, a reliability or
@@ -107,43 +106,71 @@ def audit(
     router_rate = _rates("routers", routers, [r.name for r in topo.routers], default, str)
     probs = _branch_probabilities(pairs, branches, node_set, notes)
 
-    # Expected visits per run: START is visited once; static edges always fire; choices by
-    # probability; a k-way join runs its target once for k arrivals.
+    # A k-way join runs its target once for its k arrivals: each arrival weighs F^(1/k).
     join_arity: dict[str, int] = {}
     for (_s, t), kinds in pairs.items():
         if kinds == {"join"}:
             join_arity[t] = join_arity.get(t, 0) + 1
-    edges = []
-    for (s, t), w in probs.items():
-        if t not in node_set:  # END and __unknown__ are not visited
-            continue
-        k = join_arity.get(t, 0) if pairs[(s, t)] == {"join"} else 0
-        edges.append((s, t, w / k if k else w))
     succ: dict[str, list[tuple[str, float]]] = {}
-    for s, t, w in edges:
-        succ.setdefault(s, []).append((t, w))
+    for (s, t), w in probs.items():
+        if t in node_set and w > 0:
+            succ.setdefault(s, []).append((t, w))
     cyclic = any(
         len(scc) > 1 or any(t == scc[0] for t, _ in succ.get(scc[0], ()))
-        for scc in _sccs_in_topological_order([START, *node_names], succ)
+        for scc in sccs_in_topological_order([START, *node_names], succ)
     )
     if cyclic and branches is None and visits is None:
         raise ConfigurationError(
             f"graph {topo.graph!r} has a cycle, so visits per run depend on how often it loops; "
             "pass branches={('check', 'retry'): 0.2, ...} or visits={'analyze': 1.25, ...}"
         )
+
+    routers_at: dict[str, list[str]] = {}
+    for r in topo.routers:
+        routers_at.setdefault(r.source, []).append(param_key("router", r.name))
+    by_source: dict[str, list[tuple[str, str]]] = {}
+    for pair in pairs:
+        by_source.setdefault(pair[0], []).append(pair)
+    inner_starts = {s for s in by_source if s.endswith(_SUB_START)}
+    states: dict[str, State] = {}
+    for s in {START, *node_names, *inner_starts}:
+        static: list[Edge] = []
+        choice: list[Edge] = []
+        for pair in by_source.get(s, ()):
+            t = pair[1]
+            hp = (param_key("handoff", handoff_name(*pair)),) if counted(pair) else ()
+            k = join_arity.get(t, 0) if pairs[pair] == {"join"} else 0
+            edge = Edge(t, probs.get(pair, 0.0), hp, 1.0 / k if k > 1 else 1.0)
+            (static if pairs[pair] & _STATIC else choice).append(edge)
+        groups = []
+        if static:
+            groups.append(Group("each", tuple(static), fixed=True))
+        if choice:
+            groups.append(Group("choice", tuple(choice), fixed=True))
+        params: list[str] = []
+        calls: tuple[str, ...] = ()
+        if s in node_set:
+            if s in containers and s + _SUB_START in inner_starts:
+                calls = (s + _SUB_START,)
+            else:
+                params.append(param_key("node", s))
+            params += routers_at.get(s, ())
+        states[s] = State(s, tuple(params), calls, tuple(groups))
+    chain = Chain(START, states)
     try:
-        v = _solve_visits({START: 1.0}, edges)
-    except _Diverged as exc:
+        v = chain.visits()
+    except Diverged as exc:
         if visits is None:
             raise ConfigurationError(
                 f"with these branch probabilities the loop through {sorted(exc.args[0])} never "
                 "exits; lower the probability of staying in it or pass visits={...}"
             ) from None
         v = {}
+
     given_node_visits: dict[str, float] = {}
     given_handoff_visits: dict[tuple[str, str], float] = {}
     for key, x in (visits or {}).items():
-        if not isinstance(x, int | float) or x < 0:
+        if isinstance(x, bool) or not isinstance(x, int | float) or x < 0:
             raise ConfigurationError(f"visits[{key!r}] must be a number >= 0 (got {x!r})")
         if isinstance(key, str) and key in node_set:
             given_node_visits[key] = float(x)
@@ -160,9 +187,8 @@ def audit(
 
     drafts: list[_Draft] = []
     for n in node_names:
-        drafts.append(
-            _Draft("node", n, 0, 0, n not in containers, given=node_rate[n], visits=v.get(n, 0.0))
-        )
+        inner = n in containers and n + _SUB_START in inner_starts
+        drafts.append(_Draft("node", n, 0, 0, not inner, given=node_rate[n], visits=v.get(n, 0.0)))
     for pair in pairs:
         if not counted(pair):
             continue
@@ -171,7 +197,7 @@ def audit(
         drafts.append(
             _Draft(
                 "handoff",
-                f"{s} -> {t}",
+                handoff_name(s, t),
                 0,
                 0,
                 True,
@@ -195,14 +221,25 @@ def audit(
                 visits=v.get(r.source, 0.0),
             )
         )
+    if visits is not None:
+        # Visits given: the plain product of r^visits over every component.
+        chain = flat_chain(
+            (d.param for d in drafts if d.in_product), {d.param: d.visits for d in drafts}
+        )
+        notes.append(
+            "visits given: predicted is the product of r^visits, exact when every run makes "
+            "exactly these visits (for loops that exit at random, give branches= instead)"
+        )
     return _assemble(
         graph=topo.graph,
         basis="audit",
         confidence=0.95,
         drafts=drafts,
-        observed=_NO_DATA,
-        run_errors=_NO_DATA,
-        counts={"runs": 0, "finished": 0, "clean": 0, "ok": 0, "error": 0, "interrupted": 0},
+        chain=chain,
+        params=_params(drafts, {}),
+        end_to_end=EndToEnd(
+            observed=_NO_DATA, predicted=_NO_DATA, naive=_NO_DATA, run_errors=_NO_DATA
+        ),
         visits_method="given",
         notes=tuple(notes),
         internal_errors=0,
@@ -227,12 +264,12 @@ def _check_rate(what: str, x: object) -> float:
 def _pair_key(key: object) -> tuple[str, str]:
     if isinstance(key, tuple) and len(key) == 2:
         return (str(key[0]), str(key[1]))
-    if isinstance(key, str) and "->" in key:
-        s, t = key.split("->", 1)
-        return (s.strip(), t.strip())
-    raise ConfigurationError(
-        f"a handoff is named ('source', 'target') or 'source->target' (got {key!r})"
-    )
+    pair = handoff_pair(key, stacklevel=4)
+    if pair is None:
+        raise ConfigurationError(
+            f"a handoff is named ('source', 'target') or 'source -> target' (got {key!r})"
+        )
+    return pair
 
 
 def _rates(
@@ -261,7 +298,7 @@ def _rates(
 
 def _show(key: object) -> str:
     if isinstance(key, tuple):
-        return f"{key[0]}->{key[1]}"
+        return handoff_name(str(key[0]), str(key[1]))
     return str(key)
 
 

@@ -91,10 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="predict end to end from the topology, before any run")
     a.add_argument("target", help="module:attribute of a StateGraph builder (or a factory)")
     a.add_argument("--nodes", help="0.97 for all, or name=0.98,name=0.96")
-    a.add_argument("--handoffs", help="0.97 for all, or source->target=0.97,...")
+    a.add_argument("--handoffs", help="0.97 for all, or 'source -> target=0.97,...'")
     a.add_argument("--routers", help="0.99 for all, or name=0.99,...")
     a.add_argument("--default", type=float, default=1.0, help="reliability of any other component")
-    a.add_argument("--branches", help="source->target=probability,... for router choices")
+    a.add_argument("--branches", help="'source -> target=probability,...' for router choices")
     a.add_argument("--visits", help="name=expected visits per run,...")
     a.add_argument("--boundary", action="store_true", help="count START/END handoffs too")
     fmt(a)
@@ -199,7 +199,7 @@ def _cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _pairs(text: str | None, what: str) -> float | dict[str, float] | None:
-    """Parse ``0.97`` or ``a=0.98,b->c=0.97`` from the command line."""
+    """Parse ``0.97`` or ``a=0.98,b -> c=0.97`` from the command line."""
     if text is None:
         return None
     text = text.strip()

@@ -14,6 +14,11 @@ handling keep working for code that does not know about coordgap.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .report import Comparison
+    from .testing import ThresholdCheck
 
 __all__ = ["ConfigurationError", "ContractViolation", "CoordgapError", "ReliabilityError"]
 
@@ -97,4 +102,55 @@ def _rebuild_violation(
 
 
 class ReliabilityError(CoordgapError, AssertionError):
-    """A reliability assertion failed; the message is the report with the culprits marked."""
+    """A reliability assertion failed; the message is the report with the culprits marked.
+
+    Attributes:
+        checks: every :class:`~coordgap.testing.ThresholdCheck` made by
+            ``assert_reliability`` (empty for a regression).
+        problems: what kept the check from deciding (too few runs), one line each.
+        weakest: ``(component, gain)`` of the components that cost the most end to
+            end (the predicted gain if each were perfect), largest first; filled
+            when an end-to-end threshold failed, so the failure says where to look.
+        comparison: the :class:`~coordgap.report.Comparison` with the baseline
+            (``assert_no_regression``), else None.
+
+    Example::
+
+        try:
+            coordgap.assert_reliability(app, end_to_end=0.9)
+        except coordgap.ReliabilityError as exc:
+            exc.weakest      # (("synthesize", 0.041), ("retrieve -> analyze", 0.027))
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        checks: Sequence[ThresholdCheck] = (),
+        problems: Sequence[str] = (),
+        weakest: Sequence[tuple[str, float]] = (),
+        comparison: Comparison | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.checks: tuple[ThresholdCheck, ...] = tuple(checks)
+        self.problems: tuple[str, ...] = tuple(problems)
+        self.weakest: tuple[tuple[str, float], ...] = tuple(weakest)
+        self.comparison: Comparison | None = comparison
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (
+            _rebuild_reliability,
+            (str(self), self.checks, self.problems, self.weakest, self.comparison),
+        )
+
+
+def _rebuild_reliability(
+    message: str,
+    checks: Sequence[Any],
+    problems: Sequence[str],
+    weakest: Sequence[tuple[str, float]],
+    comparison: Any,
+) -> ReliabilityError:
+    return ReliabilityError(
+        message, checks=checks, problems=problems, weakest=weakest, comparison=comparison
+    )

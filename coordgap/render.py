@@ -1,8 +1,8 @@
 """Renderers of a report: aligned text, Markdown, JSON (versioned), Mermaid.
 
 Each renderer is a pure function ``Report -> str``; none prints. The JSON form
-is stable and versioned (``"schema": "coordgap.report/1"``) so reports saved
-as baselines can be read back by later versions::
+is stable and versioned (``"schema": "coordgap.report/2"``; ``/1`` files are
+still read) so reports saved as baselines can be read back by later versions::
 
     Path("baseline.json").write_text(rep.to_json())
     old = Report.from_json(Path("baseline.json").read_text())
@@ -18,9 +18,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._chain import Chain
 from .errors import ConfigurationError
 from .report import (
     SCHEMA,
+    SCHEMA_V1,
     Comparison,
     ComponentReport,
     EndToEnd,
@@ -31,6 +33,8 @@ from .report import (
 from .semconv import END, START, UNKNOWN_TARGET
 
 __all__ = [
+    "fmt",
+    "fmt_signed",
     "render_comparison",
     "render_json",
     "render_markdown",
@@ -53,18 +57,58 @@ _RED, _YELLOW, _GREEN, _BOLD, _DIM, _RESET = (
 # -- formatting helpers -----------------------------------------------------------------
 
 
-def _f(x: float | None, digits: int = 3) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+def fmt(x: float | None, digits: int = 3) -> str:
+    """Return ``x`` with ``digits`` decimals, or more until it stops looking like 0 or 1.
+
+    A reliability of 0.9996 prints as ``0.9996``, never ``1.000``: a figure shows a
+    failure whenever there is one.
+
+    Example::
+
+        >>> fmt(0.9996), fmt(0.97), fmt(1.0), fmt(None)
+        ('0.9996', '0.970', '1.000', '-')
+    """
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return _digits(float(x), digits, signed=False)
+
+
+def fmt_signed(x: float | None, digits: int = 3) -> str:
+    """Return ``x`` with a sign, and enough decimals to tell a small gain from none.
+
+    Example::
+
+        >>> fmt_signed(0.00042), fmt_signed(0.0), fmt_signed(-0.05)
+        ('+0.0004', '+0.000', '-0.050')
+    """
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return _digits(float(x), digits, signed=True)
+
+
+def _digits(x: float, digits: int, *, signed: bool) -> str:
+    sign = "+" if signed else ""
+    for d in range(digits, 9):
+        text = f"{x:{sign}.{d}f}"
+        shown = float(text)
+        if x != 0.0 and shown == 0.0:
+            continue  # a small non-zero value must not print as 0
+        if x < 1.0 and shown >= 1.0 and not signed:
+            continue  # nor a reliability below 1 as 1
+        return text
+    if not signed and 0.0 < x < 1.0:
+        return f"1-{1.0 - x:.1e}"
+    return f"{x:{sign}.1e}"
+
+
+_f = fmt
+_signed = fmt_signed
 
 
 def _interval(e: Estimate | None) -> str:
     if e is None or e.value is None or e.method in ("given", "none"):
         return "-"
-    return f"[{e.low:.3f}, {e.high:.3f}]"
-
-
-def _signed(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.3f}"
+    return f"[{fmt(e.low)}, {fmt(e.high)}]"
 
 
 def _use_color(color: bool | None) -> bool:
@@ -115,8 +159,69 @@ def _gap_split(rep: Report) -> str:
     for kind, comps in (("handoffs", rep.handoffs.values()), ("routers", rep.routers.values())):
         share = sum(c.gap_share or 0.0 for c in comps)
         if any(c.gap_share is not None for c in comps):
-            parts.append(f"{kind} {share:.3f}")
+            parts.append(f"{kind} {fmt(share)}")
     return ", ".join(parts)
+
+
+def _run_errors(e: EndToEnd) -> str:
+    text = f"runs that raised ({e.error} / {e.finished})"
+    if e.error_types:
+        top = sorted(e.error_types.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{t} {n}" for t, n in top[:3])
+        more = f", {len(top) - 3} more types" if len(top) > 3 else ""
+        text += f": {shown}{more}"
+    return text
+
+
+def _show_first_try(rep: Report) -> bool:
+    return any(c.first_attempt is not None for c in rep.nodes.values())
+
+
+def _weakest(rep: Report, quote: str = "") -> str:
+    if rep.weakest:
+        return ", ".join(f"{quote}{c.label}{quote} ({fmt_signed(c.gain)})" for c in rep.weakest[:3])
+    if rep.end_to_end.unblamed:
+        return (
+            f"no component: {rep.end_to_end.unblamed} run(s) raised with no component failing "
+            "(see the finding above)"
+        )
+    return ""
+
+
+LEGEND = (
+    "gap = naive - predicted: what handoffs and routers cost end to end",
+    "visits = executions per run when nothing fails; gain = predicted end to end if the "
+    "component never failed, minus predicted now",
+    "first try = tasks that succeeded on their first attempt (nodes with retries)",
+)
+"""What the less obvious figures mean; printed under the text report."""
+
+
+def _legend(first_try: bool) -> tuple[str, ...]:
+    return LEGEND if first_try else LEGEND[:2]
+
+
+def _header(rep: Report) -> str:
+    e = rep.end_to_end
+    if rep.basis == "audit":
+        return f"coordgap audit - graph {rep.graph!r} (assumed reliabilities, no runs)"
+    if rep.basis == "what-if":
+        return (
+            f"coordgap what-if - graph {rep.graph!r} (predicted after the changes, from "
+            f"{e.finished} finished runs; no observed side)"
+        )
+    return (
+        f"coordgap report - graph {rep.graph!r} - {e.runs} runs "
+        f"({e.finished} finished, {e.interrupted} interrupted)"
+    )
+
+
+def _predicted_how(rep: Report) -> str:
+    n_in = sum(1 for c in rep.components if c.in_product)
+    how = f"absorbing chain over {n_in} components"
+    if rep.end_to_end.predicted.method == "delta-log":
+        how += ", delta method"
+    return how
 
 
 # -- text -------------------------------------------------------------------------------------
@@ -137,19 +242,12 @@ def render_text(rep: Report, *, color: bool | None = None) -> str:
     color = _use_color(color)
     e = rep.end_to_end
     pct = f"{rep.confidence * 100:g} % interval"
-    lines: list[str] = []
-    if rep.basis == "audit":
-        lines.append(f"coordgap audit - graph {rep.graph!r} (assumed reliabilities, no runs)")
-    else:
-        lines.append(
-            f"coordgap report - graph {rep.graph!r} - {e.runs} runs "
-            f"({e.finished} finished, {e.interrupted} interrupted)"
-        )
-    lines.append("")
-    n_in = sum(1 for c in rep.components if c.in_product)
+    observed_side = rep.basis == "ledger"
+    intervals = rep.basis != "audit"
+    lines: list[str] = [_header(rep), ""]
     rows: list[list[str]] = []
     paint: list[list[float | None]] = []
-    if rep.basis != "audit":
+    if observed_side:
         rows.append(
             [
                 "observed",
@@ -164,85 +262,78 @@ def render_text(rep: Report, *, color: bool | None = None) -> str:
             "predicted",
             _f(e.predicted.value),
             _interval(e.predicted),
-            f"product of r^visits over {n_in} components"
-            + (", delta method" if e.predicted.method == "delta-log" else ""),
+            _predicted_how(rep),
         ]
     )
     paint.append([None, e.predicted.value, None, None])
-    rows.append(["naive (nodes only)", _f(e.naive.value), _interval(e.naive), ""])
+    rows.append(
+        ["naive", _f(e.naive.value), _interval(e.naive), "the same with handoffs, routers perfect"]
+    )
     paint.append([None, None, None, None])
     rows.append(["coordination gap", _f(rep.gap), "", _gap_split(rep)])
     paint.append([None, None, None, None])
-    if rep.basis != "audit":
-        rows.append(
-            [
-                "run errors",
-                _f(e.run_errors.value),
-                _interval(e.run_errors),
-                f"runs that raised ({e.error} / {e.finished})",
-            ]
-        )
+    if observed_side:
+        rows.append(["run errors", _f(e.run_errors.value), _interval(e.run_errors), _run_errors(e)])
         paint.append([None, None, None, None])
     lines += _table(
-        ["end to end", "value", pct if rep.basis != "audit" else "", ""],
+        ["end to end", "value", pct if intervals else "", ""],
         rows,
         [False, True, False, False],
         paint,
         color,
     )
     lines.append("")
+    if rep.findings:
+        lines += [f"finding: {f}" for f in rep.findings]
+        lines.append("")
 
+    first_try = _show_first_try(rep)
     rows, paint = [], []
     for c in rep.components:
         r = c.reliability.value
-        if rep.basis == "audit":
-            rows.append(
-                [
-                    c.kind,
-                    c.label,
-                    _f(r),
-                    f"{c.visits:.2f}",
-                    _signed(c.gain if c.in_product else None),
-                ]
-            )
-            paint.append([None, None, r, None, None])
+        if rep.basis != "ledger":
+            row = [c.kind, c.label, _f(r)]
+            if intervals:
+                row.append(_interval(c.reliability))
+            row += [f"{c.visits:.2f}", _signed(c.gain if c.in_product else None)]
+            rows.append(row)
+            paint.append([None, None, r, *([None] * (len(row) - 3))])
         else:
-            rows.append(
-                [
-                    c.kind,
-                    c.label,
-                    str(c.executions),
-                    str(c.failures),
-                    _f(r),
-                    _interval(c.reliability),
-                    _f(c.first_attempt.value) if c.first_attempt else "-",
-                    f"{c.visits:.2f}",
-                    _signed(c.gain if c.in_product else None),
-                ]
-            )
-            paint.append([None, None, None, None, r, None, None, None, None])
-    if rep.basis == "audit":
-        header = ["kind", "component", "reliability", "visits", "gain"]
-        right = [False, False, True, True, True]
+            row = [
+                c.kind,
+                c.label,
+                str(c.executions),
+                str(c.failures),
+                _f(r),
+                _interval(c.reliability),
+            ]
+            if first_try:
+                row.append(_f(c.first_attempt.value) if c.first_attempt else "-")
+            row += [f"{c.visits:.2f}", _signed(c.gain if c.in_product else None)]
+            rows.append(row)
+            paint.append([None, None, None, None, r, *([None] * (len(row) - 5))])
+    if rep.basis != "ledger":
+        header = ["kind", "component", "reliability", *([pct] if intervals else [])]
+        header += ["visits", "gain"]
+        right = [False, False, True, *([False] if intervals else []), True, True]
     else:
-        header = [
-            "kind",
-            "component",
-            "n",
-            "failed",
-            "reliability",
-            pct,
-            "first try",
-            "visits",
-            "gain",
-        ]
-        right = [False, False, True, True, True, False, True, True, True]
+        header = ["kind", "component", "n", "failed", "reliability", pct]
+        right = [False, False, True, True, True, False]
+        if first_try:
+            header.append("first try")
+            right.append(True)
+        header += ["visits", "gain"]
+        right += [True, True]
     lines += _table(header, rows, right, paint, color)
-    if rep.weakest:
+    weakest = _weakest(rep)
+    if weakest:
         lines.append("")
-        lines.append("weakest: " + ", ".join(f"{c.label} ({c.gain:+.3f})" for c in rep.weakest[:3]))
+        lines.append(f"weakest: {weakest}")
+    lines.append("")
+    lines += list(_legend(first_try))
     for note in rep.notes:
-        lines.append(f"note: {note}")
+        if note not in rep.findings:
+            lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"
 
 
@@ -254,7 +345,7 @@ def _md_escape(text: str) -> str:
 
 
 def render_markdown(rep: Report) -> str:
-    """Return the report as Markdown (a summary table and a component table).
+    """Return the report as Markdown (a summary table, findings, a component table).
 
     Example::
 
@@ -262,25 +353,35 @@ def render_markdown(rep: Report) -> str:
     """
     e = rep.end_to_end
     out: list[str] = []
-    title = "audit" if rep.basis == "audit" else "report"
+    title = {"audit": "audit", "what-if": "what-if"}.get(rep.basis, "report")
+    observed_side = rep.basis == "ledger"
     out.append(f"## coordgap {title}: `{rep.graph}`")
     out.append("")
-    if rep.basis != "audit":
+    if observed_side:
         out.append(f"{e.runs} runs, {e.finished} finished, {e.interrupted} interrupted.")
         out.append("")
     out.append("| end to end | value | interval |")
     out.append("|---|---:|---|")
-    if rep.basis != "audit":
+    if observed_side:
         out.append(
             f"| observed (clean / finished) | {_f(e.observed.value)} | {_interval(e.observed)} |"
         )
     out.append(f"| predicted | {_f(e.predicted.value)} | {_interval(e.predicted)} |")
-    out.append(f"| naive (nodes only) | {_f(e.naive.value)} | {_interval(e.naive)} |")
+    out.append(
+        f"| naive (handoffs, routers perfect) | {_f(e.naive.value)} | {_interval(e.naive)} |"
+    )
     out.append(f"| **coordination gap** | **{_f(rep.gap)}** | {_gap_split(rep)} |")
-    if rep.basis != "audit":
-        out.append(f"| run errors | {_f(e.run_errors.value)} | {_interval(e.run_errors)} |")
+    if observed_side:
+        out.append(
+            f"| run errors | {_f(e.run_errors.value)} | {_interval(e.run_errors)} "
+            f"{_md_escape(_run_errors(e))} |"
+        )
     out.append("")
-    if rep.basis == "audit":
+    if rep.findings:
+        out += [f"> **Finding:** {_md_escape(f)}" for f in rep.findings]
+        out.append("")
+    first_try = _show_first_try(rep)
+    if not observed_side:
         out.append("| kind | component | reliability | visits | gain |")
         out.append("|---|---|---:|---:|---:|")
         for c in rep.components:
@@ -289,26 +390,30 @@ def render_markdown(rep: Report) -> str:
                 f"{c.visits:.2f} | {_signed(c.gain if c.in_product else None)} |"
             )
     else:
+        ft_head, ft_rule = (" first try |", "---:|") if first_try else ("", "")
         out.append(
-            "| kind | component | n | failed | reliability | interval | first try | visits | gain |"
+            f"| kind | component | n | failed | reliability | interval |{ft_head} visits | gain |"
         )
-        out.append("|---|---|---:|---:|---:|---|---:|---:|---:|")
+        out.append(f"|---|---|---:|---:|---:|---|{ft_rule}---:|---:|")
         for c in rep.components:
+            ft = ""
+            if first_try:
+                ft = f" {_f(c.first_attempt.value) if c.first_attempt else '-'} |"
             out.append(
                 f"| {c.kind} | `{_md_escape(c.label)}` | {c.executions} | {c.failures} | "
-                f"{_f(c.reliability.value)} | {_interval(c.reliability)} | "
-                f"{_f(c.first_attempt.value) if c.first_attempt else '-'} | {c.visits:.2f} | "
+                f"{_f(c.reliability.value)} | {_interval(c.reliability)} |{ft} {c.visits:.2f} | "
                 f"{_signed(c.gain if c.in_product else None)} |"
             )
-    if rep.weakest:
+    weakest = _weakest(rep, "`")
+    if weakest:
         out.append("")
-        out.append(
-            "**Weakest links:** "
-            + ", ".join(f"`{_md_escape(c.label)}` ({c.gain:+.3f})" for c in rep.weakest[:3])
-        )
-    if rep.notes:
+        out.append(f"**Weakest links:** {_md_escape(weakest)}")
+    out.append("")
+    out.append(f"<sub>{_md_escape('. '.join(_legend(first_try)))}.</sub>")
+    notes = [n for n in rep.notes if n not in rep.findings]
+    if notes:
         out.append("")
-        out += [f"> {n}" for n in rep.notes]
+        out += [f"> {_md_escape(n)}" for n in notes]
     return "\n".join(out) + "\n"
 
 
@@ -322,7 +427,7 @@ def _est(e: Estimate | None) -> dict[str, Any] | None:
 
 
 def report_to_dict(rep: Report) -> dict[str, Any]:
-    """Return the JSON-ready dict of a report (schema ``coordgap.report/1``)."""
+    """Return the JSON-ready dict of a report (schema ``coordgap.report/2``)."""
     e = rep.end_to_end
     return {
         "schema": SCHEMA,
@@ -341,7 +446,10 @@ def report_to_dict(rep: Report) -> dict[str, Any]:
             "ok": e.ok,
             "error": e.error,
             "interrupted": e.interrupted,
+            "error_types": dict(e.error_types),
+            "error_at": dict(e.error_at),
         },
+        "findings": list(rep.findings),
         "naive": rep.naive,
         "gap": rep.gap,
         "components": [
@@ -366,12 +474,14 @@ def report_to_dict(rep: Report) -> dict[str, Any]:
                 "gap_share": c.gap_share,
                 "if_perfect": c.if_perfect,
                 "gain": c.gain,
+                "max_attempts": c.max_attempts,
             }
             for c in rep.components
         ],
         "weakest": [[c.kind, c.name] for c in rep.weakest],
         "notes": list(rep.notes),
         "internal_errors": rep.internal_errors,
+        "chain": None if rep.chain is None else rep.chain.to_dict(),
     }
 
 
@@ -407,7 +517,7 @@ def _read_est(data: Any) -> Estimate:
 def report_from_dict(data: Mapping[str, Any]) -> Report:
     """Rebuild a report from :func:`report_to_dict` output (schema checked)."""
     schema = data.get("schema") if isinstance(data, Mapping) else None
-    if schema != SCHEMA:
+    if schema not in (SCHEMA, SCHEMA_V1):
         if isinstance(schema, str) and schema.startswith("coordgap.report/"):
             raise ConfigurationError(
                 f"this report was written with schema {schema!r}, but this coordgap reads "
@@ -441,17 +551,27 @@ def report_from_dict(data: Mapping[str, Any]) -> Report:
                     gap_share=None if c.get("gap_share") is None else float(c["gap_share"]),
                     if_perfect=None if c.get("if_perfect") is None else float(c["if_perfect"]),
                     gain=float(c.get("gain", 0.0)),
+                    max_attempts=int(c.get("max_attempts", 1)),
                 )
             )
             if comps[-1].kind not in ("node", "handoff", "router"):
                 raise _corrupt(f"unknown component kind {comps[-1].kind!r}")
+        if data["basis"] not in ("ledger", "audit", "what-if"):
+            raise _corrupt(f"unknown basis {data['basis']!r}")
         e = data["end_to_end"]
         end_to_end = EndToEnd(
             observed=_read_est(e["observed"]),
             predicted=_read_est(e["predicted"]),
             naive=_read_est(e["naive"]),
             run_errors=_read_est(e["run_errors"]),
-            **{k: int(e[k]) for k in ("runs", "finished", "clean", "ok", "error", "interrupted")},
+            runs=int(e["runs"]),
+            finished=int(e["finished"]),
+            clean=int(e["clean"]),
+            ok=int(e["ok"]),
+            error=int(e["error"]),
+            interrupted=int(e["interrupted"]),
+            error_types=_proxy(e.get("error_types", {})),
+            error_at=_proxy(e.get("error_at", {})),
         )
         weakest = [(str(k), str(n)) for k, n in data.get("weakest", [])]
         known = {(c.kind, c.name) for c in comps}
@@ -467,6 +587,8 @@ def report_from_dict(data: Mapping[str, Any]) -> Report:
             notes=tuple(str(n) for n in data.get("notes", [])),
             internal_errors=int(data.get("internal_errors", 0)),
             weakest=weakest,
+            findings=tuple(str(f) for f in data.get("findings", [])),
+            chain=None if data.get("chain") is None else Chain.from_dict(data["chain"]),
         )
     except ConfigurationError:
         raise

@@ -2,11 +2,19 @@
 
 A report answers, for one graph: how reliable is each node, handoff and router
 (with a confidence interval); what end to end reliability do those components
-predict when composed over the graph (``Π r_c^v_c``); what was observed (clean
-runs / finished runs); how much of the loss comes from coordination (the gap
-between the nodes-only product and the full product); and which component
-would buy the most if it were perfect. See ``docs/report.md`` for the
-derivations.
+predict when composed over the graph; what was observed (clean runs /
+finished runs); how much of the loss comes from coordination (the gap between
+the prediction with handoffs and routers perfect and the full one); and which
+component would buy the most if it were perfect.
+
+Predicted end to end is the probability of reaching the end with no failure in
+the absorbing Markov chain of the graph (Cheung's user-oriented reliability
+model, IEEE TSE 1980; ``coordgap._chain``): states carry the node and router
+reliabilities, transitions the handoff reliabilities and the routing rates
+observed per router success. On a linear graph it is the plain product; on
+branches and loops it is exact where ``Π r^E[visits]`` is not (Jensen). Its
+interval is the delta method through the chain's linear system. See
+``docs/report.md`` for the derivations.
 
 This module does no I/O and imports neither LangGraph nor OpenTelemetry, so it
 can be tested on hand-built snapshots::
@@ -23,13 +31,19 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
+from . import _chain
+from ._chain import Chain
+from ._predict import Param, Prediction, chain_from_counts, flat_chain, param_key, predict
+from ._stats import newcombe as _newcombe
+from ._stats import wilson_interval
+from ._stats import z as _z
 from .errors import ConfigurationError
 from .ledger import Ledger, LedgerSnapshot
-from .semconv import ERROR_UNDELIVERED, START, UNKNOWN_TARGET
+from .semconv import START, UNKNOWN_TARGET
+from .topology import handoff_name
 
 __all__ = [
     "Change",
@@ -43,61 +57,28 @@ __all__ = [
 ]
 
 ComponentKind: TypeAlias = Literal["node", "handoff", "router"]
-Basis: TypeAlias = Literal["ledger", "audit"]
+Basis: TypeAlias = Literal["ledger", "audit", "what-if"]
 VisitsMethod: TypeAlias = Literal["flow", "raw", "given"]
 
-SCHEMA: str = "coordgap.report/1"
-"""Version tag of the JSON form; bumped on any incompatible change."""
+SCHEMA: str = "coordgap.report/2"
+"""Version tag of the JSON form; bumped on any incompatible change (``/1`` is still read)."""
+
+SCHEMA_V1: str = "coordgap.report/1"
+
+NOT_INDEPENDENT: str = "routing or failures are not independent here"
+"""The words of the finding made when observed falls outside predicted's interval."""
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
 _KIND_ORDER = {"node": 0, "handoff": 1, "router": 2}
 
+# Kept for code that imported them from here; they live in coordgap._chain now.
+_Diverged = _chain.Diverged
+_solve_visits = _chain.solve_visits
+_sccs_in_topological_order = _chain.sccs_in_topological_order
+_gauss = _chain.gauss
+
 
 # -- intervals ------------------------------------------------------------------------
-
-
-def _z(confidence: float) -> float:
-    if not 0.0 < confidence < 1.0:
-        raise ConfigurationError(
-            f"confidence must be between 0 and 1 (got {confidence!r}); use e.g. 0.95"
-        )
-    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Return the Wilson score interval for a binomial proportion.
-
-    Wilson keeps its stated coverage near 0 and 1, where reliabilities live and
-    where the textbook (Wald) interval collapses to a point.
-
-    Example::
-
-        >>> low, high = wilson_interval(97, 100)
-        >>> round(low, 3), round(high, 3)
-        (0.915, 0.99)
-    """
-    if n <= 0:
-        return (0.0, 1.0)
-    z = _z(confidence)
-    p = successes / n
-    z2n = z * z / n
-    centre = (p + z2n / 2.0) / (1.0 + z2n)
-    half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n))
-    # Exact bounds at the edges: floating error must not put 1.0 outside [low, high].
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return (low, high)
-
-
-def _newcombe(
-    s_old: int, n_old: int, s_new: int, n_new: int, confidence: float
-) -> tuple[float, float]:
-    """Interval for p_new - p_old (Newcombe's hybrid score method, from two Wilsons)."""
-    p1, p2 = s_old / n_old, s_new / n_new
-    l1, u1 = wilson_interval(s_old, n_old, confidence)
-    l2, u2 = wilson_interval(s_new, n_new, confidence)
-    d = p2 - p1
-    return (d - math.hypot(p2 - l2, u1 - p1), d + math.hypot(u2 - p2, p1 - l1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +86,9 @@ class Estimate:
     """A point estimate with its interval.
 
     ``value`` is None when there is no data. ``method`` says how the interval
-    was made: ``wilson`` (a proportion), ``delta-log`` (a product of
-    proportions, delta method on its logarithm), ``given`` (an audit input, no
-    uncertainty) or ``none``.
+    was made: ``wilson`` (a proportion), ``delta-log`` (predicted end to end:
+    the delta method on the logarithm of the chain's solution), ``given`` (an
+    audit input, no uncertainty) or ``none``.
     """
 
     value: float | None
@@ -141,18 +122,22 @@ _NO_DATA = Estimate(None, 0.0, 1.0, "none")
 class ComponentReport:
     """One node, handoff or router: its counts, its reliability and its weight.
 
-    ``executions`` are node executions (after retries), handoff transfers or
-    router decisions. ``visits`` is the mean number of executions per run used
-    as the exponent in the predicted product. ``in_product`` is False for
-    subgraph containers (their inner nodes already count) and for components
-    with no data. ``if_perfect`` is the predicted end to end if this component
-    never failed, ``gain`` how much that adds. ``gap_share`` (handoffs and
-    routers) is the part of the coordination gap this component explains.
+    ``executions`` are node executions (tasks, after retries), handoff
+    transfers or router decisions. ``visits`` is the expected number of
+    executions per run when nothing fails (shown for reading; the prediction
+    uses the chain, not visits). ``in_product`` is True when the component is a
+    factor of the chain: False for subgraph containers (their inner nodes
+    count) and for components with no data. ``if_perfect`` is the predicted end
+    to end if this component never failed, ``gain`` how much that adds.
+    ``gap_share`` (handoffs and routers) is the part of the coordination gap
+    this component explains. ``max_attempts`` is the ``RetryPolicy`` a node
+    already has (1 without one).
 
     A handoff whose target is ``__unknown__`` (an invalid route) is reported as
-    "routes out of ``source`` that named a real node": ``executions`` are all
+    "routes out of ``source`` that named a real node": ``executions`` are the
     transfers out of the source, ``failures`` the invalid ones not already
-    counted as failures of a router on the same source.
+    counted as failures of a router on the same source. Perfect, those routes
+    would have gone where the valid ones go.
     """
 
     kind: ComponentKind
@@ -175,6 +160,7 @@ class ComponentReport:
     gap_share: float | None = None
     if_perfect: float | None = None
     gain: float = 0.0
+    max_attempts: int = 1
 
     @property
     def key(self) -> str | tuple[str, str]:
@@ -185,10 +171,9 @@ class ComponentReport:
 
     @property
     def label(self) -> str:
-        """A short display name: ``analyze``, ``retrieve -> analyze``, ``router route``."""
+        """The display name, the one every API accepts: ``analyze``, ``retrieve -> analyze``."""
         if self.kind == "handoff":
-            target = "?" if self.target == UNKNOWN_TARGET else self.target
-            return f"{self.source} -> {target}"
+            return handoff_name(self.source or "", self.target or "")
         return self.name
 
     @property
@@ -199,12 +184,14 @@ class ComponentReport:
 
 @dataclass(frozen=True, slots=True)
 class EndToEnd:
-    """End to end reliability: observed, predicted, nodes-only, and run-level errors.
+    """End to end reliability: observed, predicted, naive, and run-level errors.
 
     ``observed`` is clean runs / finished runs (a run is clean when it finished
     ok and no component failed). ``run_errors`` is runs that raised / finished
-    runs. ``predicted`` is ``Π r_c^v_c`` over every component, ``naive`` the
-    same over nodes only.
+    runs; ``error_types`` counts them per exception class and ``error_at`` the
+    runs that raised with no failed component to blame, per node that ran last.
+    ``predicted`` is the probability of reaching the end with no failure in the
+    graph's absorbing chain, ``naive`` the same with handoffs and routers perfect.
     """
 
     observed: Estimate
@@ -217,6 +204,13 @@ class EndToEnd:
     ok: int = 0
     error: int = 0
     interrupted: int = 0
+    error_types: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    error_at: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def unblamed(self) -> int:
+        """Runs that raised with no failed component to blame (see ``error_at``)."""
+        return sum(self.error_at.values())
 
 
 @dataclass(frozen=True)
@@ -225,7 +219,10 @@ class Report:
 
     Build one with :func:`report` (from a live graph, a ledger or a snapshot),
     :func:`coordgap.audit` (from the topology and assumed reliabilities) or
-    :meth:`from_json`.
+    :meth:`from_json`. ``findings`` are what the reader must not miss (runs
+    that raised with no component to blame; observed outside the predicted
+    interval); they are also the first ``notes``. ``chain`` is the absorbing
+    chain the predictions were solved on (what-if re-solves it).
 
     Example::
 
@@ -234,7 +231,8 @@ class Report:
         rep.end_to_end.observed.value, rep.end_to_end.predicted.low
         rep.nodes["analyze"].reliability.value
         rep.handoffs[("retrieve", "analyze")].failures
-        rep.weakest[0].label, rep.weakest[0].gain
+        rep.weakest[:1]        # the component whose perfection buys the most, if any
+        rep.findings           # e.g. "routing or failures are not independent here"
     """
 
     graph: str
@@ -250,15 +248,17 @@ class Report:
     internal_errors: int = 0
     snapshot: LedgerSnapshot | None = field(default=None, repr=False, compare=False)
     """The ledger snapshot this report was computed from (None for audits and JSON)."""
+    findings: tuple[str, ...] = ()
+    chain: Chain | None = field(default=None, repr=False)
 
     @property
     def naive(self) -> float | None:
-        """Product over nodes only (what a per-step dashboard would suggest)."""
+        """Predicted end to end with handoffs and routers perfect (what a per-step view suggests)."""
         return self.end_to_end.naive.value
 
     @property
     def predicted(self) -> float | None:
-        """Product over every component, weighted by visits per run."""
+        """Predicted end to end: the chain with every component as measured."""
         return self.end_to_end.predicted.value
 
     @property
@@ -286,14 +286,14 @@ class Report:
 
         Example::
 
-            rep.what_if(retries={"analyze": 3}, perfect=["retrieve->analyze"])
+            rep.what_if(retries={"analyze": 3}, perfect=["retrieve -> analyze"])
         """
         from .whatif import what_if
 
         return what_if(self, **changes)
 
     def recommend(self, target: float, **options: Any) -> Any:
-        """Return the cheapest set of changes that reaches ``target`` under the model."""
+        """Return the cheapest changes whose lower bound reaches ``target`` (``coordgap.whatif``)."""
         from .whatif import recommend
 
         return recommend(self, target, **options)
@@ -332,9 +332,10 @@ class Report:
         Args:
             snapshot: the counts, e.g. ``ledger.snapshot()``.
             confidence: the level of every interval.
-            visits: ``"flow"`` (default) derives visits per run from the observed
-                routing rates, which stays right when failures cut runs short;
-                ``"raw"`` uses executions / runs as recorded.
+            visits: the ``visits`` column: ``"flow"`` (default) is the expected
+                executions per run when nothing fails, from the routing rates;
+                ``"raw"`` is executions / runs as recorded. The prediction is the
+                chain's either way.
 
         Example::
 
@@ -359,13 +360,13 @@ class Report:
         return report_from_json(text)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready dict of :meth:`to_json` (schema ``coordgap.report/1``)."""
+        """Return the JSON-ready dict of :meth:`to_json` (schema ``coordgap.report/2``)."""
         from .render import report_to_dict
 
         return report_to_dict(self)
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        """Return the report as JSON (schema ``coordgap.report/1``); see :meth:`from_json`."""
+        """Return the report as JSON (schema ``coordgap.report/2``); see :meth:`from_json`."""
         from .render import render_json
 
         return render_json(self, indent=indent)
@@ -471,7 +472,7 @@ def report(
             :class:`~coordgap.ledger.Ledger` or a
             :class:`~coordgap.ledger.LedgerSnapshot`.
         confidence: the level of every interval (0.95: 95 %).
-        visits: how visits per run are estimated, see :meth:`Report.from_snapshot`.
+        visits: how the ``visits`` column is estimated, see :meth:`Report.from_snapshot`.
 
     Only the snapshot is taken under the ledger's lock (a few dictionary
     copies); the math runs outside it, so recording threads are not held up.
@@ -534,6 +535,18 @@ class _Draft:
     def key(self) -> tuple[str, str]:
         return (self.kind, self.name)
 
+    @property
+    def param(self) -> str:
+        return param_key(self.kind, self.name)
+
+    @property
+    def kinds(self) -> Mapping[str, int]:
+        return self.extra.get("kinds", _EMPTY)  # type: ignore[no-any-return]
+
+    @property
+    def error_types(self) -> Mapping[str, int]:
+        return self.extra.get("error_types", _EMPTY)  # type: ignore[no-any-return]
+
     def rate(self) -> float | None:
         if self.given is not None:
             return self.given
@@ -550,6 +563,7 @@ def _from_snapshot(
     _z(confidence)  # validate early, one message
     topo = snap.topology
     containers = set(topo.subgraphs) if topo is not None else set()
+    max_attempts = dict(topo.max_attempts) if topo is not None else {}
     notes: list[str] = []
 
     drafts: list[_Draft] = []
@@ -559,7 +573,9 @@ def _from_snapshot(
     for name in node_names:
         st = snap.nodes.get(name)
         if st is None:
-            drafts.append(_Draft("node", name, 0, 0, False))
+            drafts.append(
+                _Draft("node", name, 0, 0, False, extra={"max_attempts": max_attempts.get(name, 1)})
+            )
             continue
         drafts.append(
             _Draft(
@@ -567,7 +583,7 @@ def _from_snapshot(
                 name,
                 st.executions,
                 st.failures,
-                name not in containers and st.executions > 0,
+                st.executions > 0,
                 extra={
                     "attempts": st.attempts,
                     "attempt_failures": st.attempt_failures,
@@ -575,6 +591,7 @@ def _from_snapshot(
                     "contract_failures": st.contract_failures,
                     "faults": st.faults,
                     "error_types": st.error_types,
+                    "max_attempts": max_attempts.get(name, 1),
                 },
             )
         )
@@ -583,9 +600,10 @@ def _from_snapshot(
     router_failures_at: dict[str, int] = {}
     for r in snap.routers.values():
         router_failures_at[r.source] = router_failures_at.get(r.source, 0) + r.failures
-    out_transfers: dict[str, int] = {}
-    for (src, _tgt), h in snap.handoffs.items():
-        out_transfers[src] = out_transfers.get(src, 0) + h.transfers
+    valid_out: dict[str, int] = {}
+    for (src, tgt), h in snap.handoffs.items():
+        if tgt != UNKNOWN_TARGET:
+            valid_out[src] = valid_out.get(src, 0) + h.transfers
 
     handoff_keys = list(snap.handoffs)
     if topo is not None:
@@ -596,7 +614,7 @@ def _from_snapshot(
                 handoff_keys.append((dh.source, dh.target))
     for src, tgt in handoff_keys:
         hs = snap.handoffs.get((src, tgt))
-        name = f"{src} -> {tgt}"
+        name = handoff_name(src, tgt)
         if hs is None:
             drafts.append(_Draft("handoff", name, 0, 0, False, src, tgt))
             continue
@@ -607,9 +625,11 @@ def _from_snapshot(
             "kinds": hs.kinds,
         }
         if tgt == UNKNOWN_TARGET:
-            total = out_transfers.get(src, 0)
-            failures = max(0, hs.failures - router_failures_at.get(src, 0))
-            drafts.append(_Draft("handoff", name, total, failures, failures > 0, src, tgt, extra))
+            kinds = hs.kinds or {"command": hs.transfers}
+            invalid = max(0, kinds.get("conditional", 0) - router_failures_at.get(src, 0))
+            invalid += sum(v for k, v in kinds.items() if k != "conditional")
+            total = valid_out.get(src, 0) + invalid
+            drafts.append(_Draft("handoff", name, total, invalid, invalid > 0, src, tgt, extra))
         else:
             drafts.append(
                 _Draft(
@@ -639,237 +659,75 @@ def _from_snapshot(
         # Counts read mid-update (e.g. from a scrape) can show more failures than executions.
         d.failures = min(max(d.failures, 0), d.executions)
     runs = snap.runs
-    per = runs.finished if runs.finished > 0 else runs.runs
-    if per <= 0:
-        for d in drafts:
-            d.visits = 1.0 if d.executions > 0 else 0.0
+    per = runs.finished
+    static = (
+        {(h.source, h.target) for h in topo.handoffs if h.kind in ("edge", "join")}
+        if topo is not None
+        else set()
+    )
+    u_base: Mapping[str, float] = {}
+    if per > 0:
+        build = chain_from_counts(drafts, runs=per, containers=containers, static=static)
+        chain = build.chain
+        u_base = build.u_base
+        notes.extend(build.notes)
+    else:
+        chain = flat_chain(
+            d.param
+            for d in drafts
+            if d.executions > 0 and d.target != UNKNOWN_TARGET and d.name not in containers
+        )
         if any(d.executions for d in drafts):
             notes.append("no finished runs recorded: every component is weighted 1 visit per run")
-    elif visits_method == "raw":
-        for d in drafts:
-            d.visits = d.executions / per
-    else:
-        note = _flow_visits(snap, drafts, per)
-        if note:
-            notes.append(note)
 
     if snap.internal_errors:
         notes.append(
             f"{snap.internal_errors} internal error(s) in coordgap: some outcomes may be missing"
         )
-    e2e_counts = {
-        "runs": runs.runs,
-        "finished": runs.finished,
-        "clean": runs.clean,
-        "ok": runs.ok,
-        "error": runs.error,
-        "interrupted": runs.interrupted,
-    }
-    observed = Estimate.proportion(runs.clean, runs.finished, confidence)
-    run_errors = Estimate.proportion(runs.error, runs.finished, confidence)
+    e2e = EndToEnd(
+        observed=Estimate.proportion(runs.clean, runs.finished, confidence),
+        predicted=_NO_DATA,
+        naive=_NO_DATA,
+        run_errors=Estimate.proportion(runs.error, runs.finished, confidence),
+        runs=runs.runs,
+        finished=runs.finished,
+        clean=runs.clean,
+        ok=runs.ok,
+        error=runs.error,
+        interrupted=runs.interrupted,
+        error_types=MappingProxyType(dict(runs.error_types)),
+        error_at=MappingProxyType(dict(runs.error_at)),
+    )
     rep = _assemble(
         graph=snap.graph,
         basis="ledger",
         confidence=confidence,
         drafts=drafts,
-        observed=observed,
-        run_errors=run_errors,
-        counts=e2e_counts,
+        chain=chain,
+        params=_params(drafts, u_base),
+        end_to_end=e2e,
         visits_method=visits_method,
         notes=tuple(notes),
         internal_errors=snap.internal_errors,
+        per=per or runs.runs,
     )
     return dataclasses.replace(rep, snapshot=snap)
 
 
-def _flow_visits(snap: LedgerSnapshot, drafts: list[_Draft], per: int) -> str | None:
-    """Set each draft's visits per run from the observed routing rates.
-
-    Raw executions / runs under-counts every component that sits after a
-    failure, because a failure usually ends the run; the product then
-    over-predicts. Routing rates (transfers out of a node per *successful*
-    execution of it) and delivery rates (executions per transfer received) are
-    not biased by failures, so visits solved from them are the visits of a run
-    in which nothing failed -- 1 for each component of a linear graph.
-    """
-    node_stats = snap.nodes
-    success_base: dict[str, float] = {START: float(per)}
-    for name, st in node_stats.items():
-        success_base[name] = float(st.executions - st.failures)
-    # Transfers that reached their target: a failed contract still delivers (interception
-    # never changes behaviour), an undelivered handoff by definition does not.
-    delivered: dict[tuple[str, str], int] = {}
-    inflow: dict[str, int] = {}
-    for (src, tgt), h in snap.handoffs.items():
-        if tgt in node_stats:
-            n = h.transfers - h.error_types.get(ERROR_UNDELIVERED, 0)
-            delivered[(src, tgt)] = n
-            inflow[tgt] = inflow.get(tgt, 0) + n
-
-    direct: dict[str, float] = {START: 1.0}
-    edges: list[tuple[str, str, float]] = []
-    for name, st in node_stats.items():
-        if inflow.get(name, 0) <= 0:
-            # No handoff seen into it (no handoff data, or entered on resume): as recorded.
-            direct[name] = st.executions / per
-    for (src, tgt), n in delivered.items():
-        if n <= 0:
-            continue
-        share = n / inflow[tgt]
-        base = success_base.get(src, 0.0)
-        if base <= 0:
-            direct[tgt] = direct.get(tgt, 0.0) + node_stats[tgt].executions * share / per
-            continue
-        # Executions per delivered transfer: 1 on a plain edge, 1/k behind a k-way join.
-        delivery = node_stats[tgt].executions / inflow[tgt]
-        edges.append((src, tgt, n / base * delivery))
-    try:
-        v = _solve_visits(direct, edges)
-    except _Diverged:
-        for d in drafts:
-            d.visits = d.executions / per
-        return (
-            "visits per run could not be solved from routing rates (a loop that never exits); "
-            "using executions / runs"
-        )
-
-    def per_source(src: str | None, count: int) -> float:
-        base = success_base.get(src or "", 0.0)
-        if src is None or base <= 0:
-            return count / per
-        return v.get(src, 0.0) * count / base
-
+def _params(drafts: Iterable[_Draft], u_base: Mapping[str, float]) -> dict[str, Param]:
+    """Return the chain's parameters: every component with data, as measured (or given)."""
+    out: dict[str, Param] = {}
     for d in drafts:
-        if d.executions <= 0:
-            d.visits = 0.0
-        elif d.kind == "node":
-            d.visits = v.get(d.name, d.executions / per)
-        else:  # handoffs and routers happen once per transfer / decision out of their source
-            d.visits = per_source(d.source, d.executions)
-    return None
-
-
-class _Diverged(Exception):
-    """The visit equations have no finite, non-negative solution."""
-
-
-def _solve_visits(
-    direct: Mapping[str, float], edges: Iterable[tuple[str, str, float]]
-) -> dict[str, float]:
-    """Solve v_t = direct_t + Σ_s v_s · w(s, t) exactly, strongly connected part by part.
-
-    A graph without cycles is solved in one pass in topological order; each
-    cycle (a strongly connected component) is a small dense linear system.
-    Nothing iterates to convergence, so a loop that never exits is reported
-    (``_Diverged``), never spun on.
-    """
-    succ: dict[str, list[tuple[str, float]]] = {}
-    pred: dict[str, list[tuple[str, float]]] = {}
-    nodes: dict[str, None] = dict.fromkeys(direct)
-    for s, t, w in edges:
-        if w == 0:
+        key = d.param
+        if d.given is not None:
+            out[key] = Param(key, d.kind, d.given, 0.0, d.kind != "node")
+        elif d.executions <= 0:
             continue
-        nodes.setdefault(s)
-        nodes.setdefault(t)
-        succ.setdefault(s, []).append((t, w))
-        pred.setdefault(t, []).append((s, w))
-    v: dict[str, float] = {}
-    for scc in _sccs_in_topological_order(list(nodes), succ):
-        members = set(scc)
-        inflow = []
-        for t in scc:
-            x = direct.get(t, 0.0)
-            for s, w in pred.get(t, ()):
-                if s not in members:
-                    x += v.get(s, 0.0) * w
-            inflow.append(x)
-        cyclic = len(scc) > 1 or any(t == scc[0] for t, _ in succ.get(scc[0], ()))
-        if not cyclic:
-            v[scc[0]] = inflow[0]
-            continue
-        index = {name: i for i, name in enumerate(scc)}
-        k = len(scc)
-        # (I - W^T) v = inflow, restricted to this component.
-        a = [[1.0 if i == j else 0.0 for j in range(k)] for i in range(k)]
-        for s in scc:
-            for t, w in succ.get(s, ()):
-                if t in index:
-                    a[index[t]][index[s]] -= w
-        solved = _gauss(a, inflow)
-        if solved is None or any(x < -1e-9 or x > 1e9 for x in solved):
-            raise _Diverged(scc)
-        for name, x in zip(scc, solved, strict=True):
-            v[name] = max(0.0, x)
-    return v
-
-
-def _gauss(a: list[list[float]], b: list[float]) -> list[float] | None:
-    k = len(b)
-    m = [[*row, b[i]] for i, row in enumerate(a)]
-    for col in range(k):
-        piv = max(range(col, k), key=lambda r: abs(m[r][col]))
-        if abs(m[piv][col]) < 1e-12:
-            return None
-        m[col], m[piv] = m[piv], m[col]
-        for r in range(col + 1, k):
-            f = m[r][col] / m[col][col]
-            if f:
-                for c in range(col, k + 1):
-                    m[r][c] -= f * m[col][c]
-    x = [0.0] * k
-    for r in range(k - 1, -1, -1):
-        x[r] = (m[r][k] - sum(m[r][c] * x[c] for c in range(r + 1, k))) / m[r][r]
-    return x
-
-
-def _sccs_in_topological_order(
-    nodes: list[str], succ: Mapping[str, list[tuple[str, float]]]
-) -> list[list[str]]:
-    """Tarjan's algorithm, iterative (deep graphs must not hit the recursion limit)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    out: list[list[str]] = []
-    counter = 0
-    for root in nodes:
-        if root in index:
-            continue
-        work: list[tuple[str, int]] = [(root, 0)]
-        while work:
-            node, i = work.pop()
-            if i == 0:
-                index[node] = low[node] = counter
-                counter += 1
-                stack.append(node)
-                on_stack.add(node)
-            children = succ.get(node, ())
-            recursed = False
-            while i < len(children):
-                child = children[i][0]
-                i += 1
-                if child not in index:
-                    work.append((node, i))
-                    work.append((child, 0))
-                    recursed = True
-                    break
-                if child in on_stack:
-                    low[node] = min(low[node], index[child])
-            if recursed:
-                continue
-            if low[node] == index[node]:
-                scc = []
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    scc.append(w)
-                    if w == node:
-                        break
-                out.append(scc)
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-    out.reverse()  # Tarjan emits sinks first
+        elif d.target == UNKNOWN_TARGET:
+            base = u_base.get(key, 1.0 - d.failures / d.executions)
+            out[key] = Param(key, d.kind, 1.0 - d.failures / d.executions, 0.0, True, base)
+        else:
+            out[key] = Param.measured(key, d.kind, d.executions - d.failures, d.executions)
     return out
 
 
@@ -879,51 +737,62 @@ def _assemble(
     basis: Basis,
     confidence: float,
     drafts: list[_Draft],
-    observed: Estimate,
-    run_errors: Estimate,
-    counts: Mapping[str, int],
+    chain: Chain,
+    params: Mapping[str, Param],
+    end_to_end: EndToEnd,
     visits_method: VisitsMethod,
     notes: tuple[str, ...],
     internal_errors: int,
+    per: int = 0,
+    estimates: Mapping[tuple[str, str], Estimate] | None = None,
 ) -> Report:
-    """Compose the products, intervals, gap shares and sensitivities; freeze the report."""
+    """Solve the chain; fill in predicted, naive, visits, gains and gap shares; freeze."""
     z = _z(confidence)
-    in_product = [d for d in drafts if d.in_product and d.visits > 0 and d.rate() is not None]
-    chosen = {id(d) for d in in_product}
-    predicted = _product(in_product, z, basis)
-    naive = _product([d for d in in_product if d.kind == "node"], z, basis)
+    used = chain.params()
+    in_chain = [d for d in drafts if d.param in used and d.param in params]
+    given = basis == "audit" or all(p.var == 0.0 and p.n == 0 for p in params.values())
+    pred: Prediction | None = None
+    if in_chain:
+        pred = predict(chain, params, z, given=given)
+    method = "given" if given else "delta-log"
+    e = end_to_end
+    if pred is not None and pred.predicted is not None:
+        e = dataclasses.replace(
+            e,
+            predicted=Estimate(pred.predicted, pred.predicted_low, pred.predicted_high, method),
+            naive=Estimate(pred.naive, pred.naive_low, pred.naive_high, method),
+        )
+    notes_list = list(notes)
+    if pred is not None and not pred.exact:
+        notes_list.append(
+            "a loop through a fan-out was solved by iteration and had not settled: "
+            "predicted is a lower bound"
+        )
 
-    # Gap shares: each coordination component's part of log(naive / predicted).
-    coord = [d for d in in_product if d.kind != "node"]
-    shares: dict[tuple[str, str], float] = {}
-    if predicted.value is not None and naive.value is not None and coord:
-        gap = naive.value - predicted.value
-        zeros = [d for d in coord if d.rate() == 0.0]
-        if zeros:
-            shares = {d.key: gap / len(zeros) for d in zeros}
-        else:
-            logs = {d.key: -d.visits * math.log(d.rate() or 1.0) for d in coord}
-            total = sum(logs.values())
-            shares = {k: (gap * x / total if total > 0 else 0.0) + 0.0 for k, x in logs.items()}
+    # Visits: the chain's expected executions per run when nothing fails.
+    visits: dict[str, float] = {}
+    sv = pred.state_visits if pred is not None else None
+    if visits_method == "given":
+        visits = {d.param: d.visits for d in drafts}
+    elif visits_method == "raw" or sv is None:
+        if sv is None and visits_method != "raw" and pred is not None and per > 0:
+            notes_list.append(_diverged_note(chain, end_to_end))
+        visits = {d.param: (d.executions / per if per > 0 else 1.0) for d in drafts}
+    else:
+        visits = _component_visits(chain, sv)
+        for d in drafts:
+            if d.param not in visits:
+                visits[d.param] = d.executions / per if per > 0 and d.executions else 0.0
 
-    # Sensitivity: the product with one factor set to 1.
-    if_perfect: dict[tuple[str, str], float] = {}
-    if predicted.value is not None:
-        zero_count = sum(1 for d in in_product if d.rate() == 0.0)
-        log_rest = sum(d.visits * math.log(r) for d in in_product if (r := d.rate()))
-        for d in in_product:
-            r = d.rate() or 0.0
-            if r == 0.0:
-                if_perfect[d.key] = math.exp(log_rest) if zero_count == 1 else 0.0
-            elif zero_count:
-                if_perfect[d.key] = 0.0
-            else:
-                if_perfect[d.key] = min(1.0, math.exp(log_rest - d.visits * math.log(r)))
-
+    findings = _findings(e, drafts) if basis == "ledger" else []
     components: list[ComponentReport] = []
     for d in drafts:
         x = d.extra
-        if d.given is not None:
+        key = d.param
+        counted = d in in_chain
+        if estimates is not None and d.key in estimates:
+            rel = estimates[d.key]
+        elif d.given is not None:
             rel = Estimate(d.given, d.given, d.given, "given")
         else:
             rel = Estimate.proportion(d.executions - d.failures, d.executions, confidence)
@@ -931,10 +800,13 @@ def _assemble(
         attempts = int(x.get("attempts", 0))
         if d.kind == "node" and attempts > d.executions > 0:
             first = Estimate.proportion(int(x["first_attempt_ok"]), d.executions, confidence)
-        perfect = if_perfect.get(d.key)
+        perfect = pred.if_perfect.get(key) if pred is not None and counted else None
         gain = 0.0
-        if perfect is not None and predicted.value is not None:
-            gain = max(0.0, perfect - predicted.value)
+        if perfect is not None and pred is not None and pred.predicted is not None:
+            gain = max(0.0, perfect - pred.predicted)
+        share = None
+        if pred is not None and counted and d.kind != "node":
+            share = pred.gap_share.get(key)
         components.append(
             ComponentReport(
                 kind=d.kind,
@@ -942,8 +814,8 @@ def _assemble(
                 executions=d.executions,
                 failures=d.failures,
                 reliability=rel,
-                visits=d.visits,
-                in_product=id(d) in chosen,
+                visits=visits.get(key, 0.0) if (d.executions > 0 or d.given is not None) else 0.0,
+                in_product=counted,
                 source=d.source,
                 target=d.target,
                 first_attempt=first,
@@ -954,27 +826,112 @@ def _assemble(
                 error_types=MappingProxyType(dict(x.get("error_types", {}))),
                 kinds=MappingProxyType(dict(x.get("kinds", {}))),
                 targets=MappingProxyType(dict(x.get("targets", {}))),
-                gap_share=shares.get(d.key) if d.kind != "node" and id(d) in chosen else None,
+                gap_share=share,
                 if_perfect=perfect,
                 gain=gain,
+                max_attempts=int(x.get("max_attempts", 1)),
             )
         )
+    if basis == "ledger":
+        findings += _independence_finding(e)
     return _freeze(
         graph=graph,
         basis=basis,
         confidence=confidence,
         components=components,
-        end_to_end=EndToEnd(
-            observed=observed,
-            predicted=predicted,
-            naive=naive,
-            run_errors=run_errors,
-            **counts,
-        ),
+        end_to_end=e,
         visits_method=visits_method,
-        notes=notes,
+        notes=(*findings, *notes_list),
         internal_errors=internal_errors,
+        findings=tuple(findings),
+        chain=chain,
     )
+
+
+def _component_visits(chain: Chain, state_visits: Mapping[str, float]) -> dict[str, float]:
+    """Expected executions per run of every component, from the states' visits."""
+    out: dict[str, float] = {}
+    for name, st in chain.states.items():
+        v = state_visits.get(name, 0.0)
+        for p in st.params:
+            out[p] = out.get(p, 0.0) + v
+        for g in st.groups:
+            for e in g.edges:
+                for p in e.params:
+                    out[p] = out.get(p, 0.0) + v * e.rate
+            if g.u_param is not None:
+                out[g.u_param] = out.get(g.u_param, 0.0) + v * g.u_rate
+        if st.calls:  # a container: its own visits, though its inner chain is the factor
+            key = param_key("node", name)
+            out[key] = out.get(key, 0.0) + v
+    return out
+
+
+def _diverged_note(chain: Chain, e: EndToEnd) -> str:
+    try:
+        chain.visits()
+    except _chain.Diverged as exc:
+        loop = ", ".join(sorted(str(s) for s in exc.args[0] if s != START))
+    else:  # pragma: no cover - only called after a divergence
+        loop = "?"
+    if e.error:
+        return (
+            f"in the recorded runs the loop through {loop} was never left except by raising "
+            f"({e.error} of {e.finished} runs raised): expected visits per run are undefined, "
+            "the visits column shows executions per run, and predicted is what the chain "
+            "gives a loop that does not exit"
+        )
+    return (
+        f"the recorded routing rates describe a loop through {loop} that never exits (counts "
+        "read mid-update?): the visits column shows executions per run"
+    )
+
+
+def _findings(e: EndToEnd, drafts: Iterable[_Draft]) -> list[str]:
+    """Run-level errors no component explains: the first thing a reader must see."""
+    n = e.unblamed
+    if n <= 0:
+        return []
+    component_errors: set[str] = set()
+    for d in drafts:
+        component_errors.update(d.error_types)
+    types = {t: c for t, c in e.error_types.items() if t not in component_errors}
+    where = ", ".join(
+        f"{node}" if c == n else f"{node} x{c}"
+        for node, c in sorted(e.error_at.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    what = " or ".join(sorted(types)) if types else "an error"
+    runs = "1 run" if n == 1 else f"{n} runs"
+    return [
+        f"{runs} raised {what} with no component failing (last node: {where}); no component's "
+        "reliability accounts for them, so predicted cannot see them"
+    ]
+
+
+def _independence_finding(e: EndToEnd) -> list[str]:
+    """Observed outside predicted's interval: the chain's assumptions do not hold here."""
+    from .render import fmt
+
+    obs, pred = e.observed, e.predicted
+    if obs.value is None or pred.value is None or pred.method != "delta-log":
+        return []
+    if pred.contains(obs.value):
+        return []
+    side = "below" if obs.value < pred.low else "above"
+    head = (
+        f"observed {fmt(obs.value)} is {side} predicted's interval "
+        f"[{fmt(pred.low)}, {fmt(pred.high)}]: "
+    )
+    if side == "below" and e.unblamed:
+        return [
+            head + f"the {e.unblamed} run(s) that raised with no component failing are "
+            "not in any component's reliability (see above)"
+        ]
+    return [
+        head + f"{NOT_INDEPENDENT} (e.g. a loop that exits on a counter, failures that come "
+        "together in the same runs, a retry that hides them); predictions and what-ifs "
+        "assume independence"
+    ]
 
 
 def _freeze(
@@ -988,6 +945,8 @@ def _freeze(
     notes: tuple[str, ...],
     internal_errors: int,
     weakest: Iterable[tuple[str, str]] | None = None,
+    findings: tuple[str, ...] = (),
+    chain: Chain | None = None,
 ) -> Report:
     """Index components by kind and rank the weakest; shared by the math and from_json."""
     nodes: dict[str, ComponentReport] = {}
@@ -1021,46 +980,43 @@ def _freeze(
         visits_method=visits_method,
         notes=notes,
         internal_errors=internal_errors,
+        findings=findings,
+        chain=chain,
     )
 
 
-def _product(drafts: list[_Draft], z: float, basis: Basis) -> Estimate:
-    """Π r^v with a delta-method interval on log Π r^v.
+def chain_of(rep: Report) -> Chain:
+    """Return the chain of a report, rebuilding it for a report saved before it carried one.
 
-    Var(log r̂) ≈ (1 - p) / (n p) per component, with p the Jeffreys posterior
-    mean (s + ½) / (n + 1) so that a component with no failures yet still
-    carries its uncertainty instead of a zero variance. Visits are treated as
-    known (their sampling error is much smaller than that of rare failures).
+    A ``coordgap.report/1`` file has counts and visits but no chain: a ledger report's
+    chain is rebuilt from its counts, an audit's is the product of ``r^visits``.
     """
-    if not drafts:
-        return _NO_DATA
-    if basis == "audit":
-        log_p = sum(d.visits * math.log(d.rate() or 1e-300) for d in drafts)
-        value = 0.0 if any(d.rate() == 0.0 for d in drafts) else math.exp(log_p)
-        return Estimate(value, value, value, "given")
-    var = 0.0
-    log_mle = 0.0
-    log_smooth = 0.0
-    has_zero = False
-    for d in drafts:
-        n, f = d.executions, d.failures
-        p = (n - f + 0.5) / (n + 1.0)
-        var += d.visits * d.visits * (1.0 - p) / (n * p)
-        log_smooth += d.visits * math.log(p)
-        if f == n:
-            has_zero = True
-        else:
-            log_mle += d.visits * math.log((n - f) / n)
-    sd = math.sqrt(var)
-    if has_zero:
-        return Estimate(0.0, 0.0, min(1.0, math.exp(log_smooth + z * sd)), "delta-log")
-    value = math.exp(log_mle)
-    return Estimate(
-        value,
-        max(0.0, math.exp(log_mle - z * sd)),
-        min(1.0, math.exp(log_mle + z * sd)),
-        "delta-log",
+    if rep.chain is not None:
+        return rep.chain
+    comps = [c for c in rep.components]
+    if rep.basis == "ledger" and rep.end_to_end.finished > 0:
+        return chain_from_counts(comps, runs=rep.end_to_end.finished).chain
+    return flat_chain(
+        {param_key(c.kind, c.name): c.visits for c in comps if c.in_product}.keys(),
+        {param_key(c.kind, c.name): c.visits for c in comps if c.in_product},
     )
+
+
+def params_of(rep: Report) -> dict[str, Param]:
+    """Return the chain parameters of a report's components (counts, or given values)."""
+    out: dict[str, Param] = {}
+    for c in rep.components:
+        key = param_key(c.kind, c.name)
+        r = c.reliability
+        if r.value is None:
+            continue
+        if r.method == "given" or c.executions <= 0:
+            out[key] = Param(key, c.kind, r.value, 0.0, c.kind != "node")
+        elif c.target == UNKNOWN_TARGET:
+            out[key] = Param(key, c.kind, r.value, 0.0, True, r.value)
+        else:
+            out[key] = Param.measured(key, c.kind, c.executions - c.failures, c.executions)
+    return out
 
 
 # -- comparison ----------------------------------------------------------------------------

@@ -325,13 +325,17 @@ class ThresholdCheck:
         what = f"{self.kind} {self.component}"
         if self.n == 0:
             return f"{what}: no executions recorded (threshold {self.threshold:g})"
-        figures = f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}] ({self.successes}/{self.n})"
+        from .render import fmt
+
+        figures = (
+            f"{fmt(self.value)} [{fmt(self.low)}, {fmt(self.high)}] ({self.successes}/{self.n})"
+        )
         if self.verdict == "pass":
-            return f"{what}: {figures}, lower bound {self.low:.3f} >= {self.threshold:g}"
+            return f"{what}: {figures}, lower bound {fmt(self.low)} >= {self.threshold:g}"
         if self.verdict == "fail":
             return (
                 f"{what}: {figures} is below {self.threshold:g} at {pct} "
-                f"(upper bound {self.high:.3f} < {self.threshold:g})"
+                f"(upper bound {fmt(self.high)} < {self.threshold:g})"
             )
         if self.more_runs is None:
             return (
@@ -460,8 +464,13 @@ def _checks_for(
             _check(rep.graph, "end to end", "observed", e2e.clean, e2e.finished,
                    end_to_end, confidence, z, 1.0)
         )  # fmt: skip
+    from ._names import handoff_pair
+
     named: dict[tuple[str, Any], float] = {}
     for key, value in per.items():
+        pair = handoff_pair(key, stacklevel=5) if isinstance(key, str) else None
+        if pair is not None:
+            key = pair  # "source -> target", the name the report prints
         if isinstance(key, tuple):
             if key not in rep.handoffs:
                 _unknown(key, [f"{s} -> {t}" for s, t in rep.handoffs], "handoff", rep.graph)
@@ -498,23 +507,25 @@ def _unknown(key: Any, known: Sequence[str], what: str, graph: str) -> None:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigurationError(
         f"per={{{key!r}: ...}}: graph {graph!r} has no {what} {key!r}.{hint} "
-        "Name nodes and routers with a string, handoffs with a (source, target) tuple."
+        "Name nodes and routers with a string, handoffs 'source -> target' or (source, target)."
     )
 
 
 def _table(checks: Sequence[ThresholdCheck]) -> list[str]:
+    from .render import fmt
+
     pct = _pct(checks[0].confidence) if checks else "95 %"
     header = ["", "kind", "component", "n", "failed", "reliability", f"{pct} interval",
               "threshold", "verdict"]  # fmt: skip
     rows = []
     for c in checks:
         mark = "" if c.passed else ">>"
-        value = "-" if c.value is None else f"{c.value:.3f}"
+        value = fmt(c.value)
         verdict = {"pass": "ok", "fail": "FAIL", "undecided": "UNDECIDED"}[c.verdict]
         if c.verdict == "undecided" and c.more_runs is not None:
             verdict += f" (+{c.more_runs} runs)"
         rows.append([mark, c.kind, c.component, str(c.n), str(c.n - c.successes), value,
-                     f"[{c.low:.3f}, {c.high:.3f}]", f">= {c.threshold:g}", verdict])  # fmt: skip
+                     f"[{fmt(c.low)}, {fmt(c.high)}]", f">= {c.threshold:g}", verdict])  # fmt: skip
     right = {3, 4, 5}
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = []
@@ -559,7 +570,38 @@ def _failure_message(
         lines.append("")
     lines += [f"failed: {c.explain()}" for c in failed]
     lines += [f"undecided: {c.explain()}" for c in undecided]
+    lines += _where_it_goes(checks, reports)
     return "\n".join(lines).rstrip()
+
+
+def _weakest_of(
+    checks: Sequence[ThresholdCheck], reports: Sequence[Report]
+) -> list[tuple[str, float]]:
+    """The components that cost the most, for graphs whose end-to-end gate did not pass."""
+    missed = {c.graph for c in checks if c.kind == "end to end" and not c.passed}
+    out: list[tuple[str, float]] = []
+    for rep in reports:
+        if rep.graph in missed:
+            prefix = f"{rep.graph}: " if len(reports) > 1 else ""
+            out += [(prefix + c.label, c.gain) for c in rep.weakest[:3]]
+    return out
+
+
+def _where_it_goes(checks: Sequence[ThresholdCheck], reports: Sequence[Report]) -> list[str]:
+    """Lines saying where an end to end that missed its gate is lost."""
+    from .render import fmt_signed
+
+    missed = {c.graph for c in checks if c.kind == "end to end" and not c.passed}
+    lines: list[str] = []
+    for rep in reports:
+        if rep.graph not in missed:
+            continue
+        name = f" of {rep.graph!r}" if len(reports) > 1 else ""
+        if rep.weakest:
+            links = ", ".join(f"{c.label} ({fmt_signed(c.gain)})" for c in rep.weakest[:3])
+            lines.append(f"where the end to end{name} is lost (predicted gain if perfect): {links}")
+        lines += [f"finding: {f}" for f in rep.findings]
+    return ["", *lines] if lines else []
 
 
 def assert_reliability(
@@ -590,14 +632,17 @@ def assert_reliability(
         handoffs: threshold for every handoff that happened.
         routers: threshold for every router that decided.
         per: thresholds for single components, overriding the above: a node
-            or router by name, a handoff by ``(source, target)``.
+            or router by name, a handoff by ``"source -> target"`` (the name the
+            report prints) or ``(source, target)``.
         confidence: the level of every interval (0.95: 95 %).
         min_runs: fail unless at least this many runs finished.
 
     Raises:
         ReliabilityError: a threshold is not cleared (its message is the table
-            of checked components, the offending ones marked ``>>``); its
-            ``checks`` attribute holds every :class:`ThresholdCheck`.
+            of checked components, the offending ones marked ``>>``, and, when the
+            end to end missed, the weakest links with their gains); its ``checks``
+            attribute holds every :class:`ThresholdCheck`, ``weakest`` the
+            ``(component, gain)`` pairs.
         ConfigurationError: a threshold outside [0, 1], a bad confidence, or
             an unknown component in ``per``.
 
@@ -666,10 +711,12 @@ def assert_reliability(
             confidence=confidence,
         )
     if problems or any(not c.passed for c in checks):
-        error = ReliabilityError(_failure_message(checks, reports, confidence, problems))
-        error.checks = tuple(checks)  # type: ignore[attr-defined]
-        error.problems = tuple(problems)  # type: ignore[attr-defined]
-        raise error
+        raise ReliabilityError(
+            _failure_message(checks, reports, confidence, problems),
+            checks=checks,
+            problems=problems,
+            weakest=_weakest_of(checks, reports),
+        )
     return tuple(checks)
 
 
@@ -747,6 +794,7 @@ def assert_no_regression(
         coordgap.assert_no_regression(app, baseline="tests/reliability-baseline.json")
     """
     __tracebackhide__ = True
+    from .render import fmt
     from .report import Report, report
 
     if isinstance(source, Report):
@@ -793,10 +841,7 @@ def assert_no_regression(
                 if c.difference is None
                 else (f", difference [{c.difference[0]:+.3f}, {c.difference[1]:+.3f}] below 0")
             )
-            old = "-" if c.old.value is None else f"{c.old.value:.3f}"
-            new = "-" if c.new.value is None else f"{c.new.value:.3f}"
+            old, new = fmt(c.old.value), fmt(c.new.value)
             lines.append(f"regressed: {c.kind} {c.name}: {old} -> {new}{diff}")
-        error = ReliabilityError("\n".join(lines).rstrip())
-        error.comparison = cmp  # type: ignore[attr-defined]
-        raise error
+        raise ReliabilityError("\n".join(lines).rstrip(), comparison=cmp)
     return cmp

@@ -4,7 +4,7 @@ What it shows, live:
 
 1. ``coordgap.audit`` predicts the end to end from the topology alone
    (naive 0.867, true 0.791, gap 0.076: the exact products of the audit's
-   figures, which DESIGN.md rounds to 0.870, 0.795 and 0.075);
+   figures; the design brief's 0.870, 0.795 and 0.075 do not follow from them);
 2. the agent runs ``--runs`` times with those rates injected (nodes raise,
    handoffs hand over corrupted state that the next node's contract rejects),
    while a live view refreshes the measured report;
@@ -34,6 +34,7 @@ from research_agent import (
 )
 
 import coordgap
+from coordgap.render import fmt
 
 
 def summary_lines(rep: Any, audit: Any) -> list[str]:
@@ -41,19 +42,19 @@ def summary_lines(rep: Any, audit: Any) -> list[str]:
     e2e = rep.end_to_end
     obs, pred = e2e.observed, e2e.predicted
 
-    def fmt(est: Any) -> str:
-        if est.value is None:
+    def est(e: Any) -> str:
+        if e.value is None:
             return "   n/a"
-        return f"{est.value:6.3f}  [{est.low:.3f}, {est.high:.3f}]"
+        return f"{fmt(e.value):>6}  [{fmt(e.low)}, {fmt(e.high)}]"
 
     return [
         f"{'':28}{'audit (topology)':>18}   measured (95 % interval)",
-        f"{'naive (nodes only)':28}{audit.naive:>18.3f}   {fmt(e2e.naive)}",
-        f"{'end to end, predicted':28}{audit.predicted:>18.3f}   {fmt(pred)}",
-        f"{'end to end, observed':28}{'':>18}   {fmt(obs)}",
-        f"{'coordination gap':28}{audit.gap:>18.3f}   {rep.gap if rep.gap is None else round(rep.gap, 3)}",
+        f"{'naive (nodes only)':28}{fmt(audit.naive):>18}   {est(e2e.naive)}",
+        f"{'end to end, predicted':28}{fmt(audit.predicted):>18}   {est(pred)}",
+        f"{'end to end, observed':28}{'':>18}   {est(obs)}",
+        f"{'coordination gap':28}{fmt(audit.gap):>18}   {fmt(rep.gap):>6}",
         f"runs: {e2e.runs}  clean: {e2e.clean}  raised: {e2e.error}",
-        f"audit's end to end ({audit.predicted:.3f}) inside the observed interval: "
+        f"audit's end to end ({fmt(audit.predicted)}) inside the observed interval: "
         + ("yes" if obs.value is not None and obs.contains(audit.predicted) else "no"),
     ]
 
@@ -68,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     audit = coordgap.audit(build_research_agent(), nodes=dict(AUDIT_NODES), handoffs=AUDIT_HANDOFF)
     print("Audit from the topology alone, before any run:")
-    print(f"  naive {audit.naive:.3f}   true end to end {audit.predicted:.3f}   gap {audit.gap:.3f}\n")
+    print(
+        f"  naive {audit.naive:.3f}   true end to end {audit.predicted:.3f}   gap {audit.gap:.3f}\n"
+    )
 
     app = coordgap.instrument(
         with_audit_faults(build_research_agent(), seed=args.seed),
@@ -96,22 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_once(i)
     else:
         console = Console()
-        progress = Progress(
-            TextColumn("runs"), BarColumn(), MofNCompleteColumn(), console=console
-        )
+        progress = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), console=console)
         task = progress.add_task("runs", total=args.runs)
 
         def view() -> Any:
             rep = coordgap.report(app)
             return Group(progress, Text(rep.to_text()), Text("\n".join(summary_lines(rep, audit))))
 
-        with Live(view(), console=console, refresh_per_second=4) as live:
+        # transient: the live view is cleared when it ends, so the final report below is
+        # printed once, not left on screen and then printed again
+        with Live(view(), console=console, refresh_per_second=4, transient=True) as live:
             for i in range(args.runs):
                 run_once(i)
                 progress.advance(task)
                 if i % 50 == 49:
                     live.update(view())
-            live.update(view())
 
     rep = coordgap.report(app)
     print()

@@ -67,7 +67,7 @@ def test_report_reads_a_ledger_snapshot_too(
     reports: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli.main(["report", str(reports[2]), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["schema"] == "coordgap.report/1"
+    assert json.loads(capsys.readouterr().out)["schema"] == "coordgap.report/2"
 
 
 @pytest.mark.parametrize(
@@ -156,9 +156,9 @@ def test_audit_prints_the_research_agent_figures(
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "naive (nodes only)  0.867" in out
-    assert "predicted           0.791" in out
-    assert "coordination gap    0.076" in out
+    assert "naive             0.867" in out
+    assert "predicted         0.791" in out
+    assert "coordination gap  0.076" in out
 
 
 def test_audit_calls_a_factory_and_emits_json(

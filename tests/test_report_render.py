@@ -42,12 +42,12 @@ def small_ledger(retrieve_failures: tuple[int, ...] = (3,)) -> Ledger:
 TEXT_SNAPSHOT = """\
 coordgap report - graph 'research' - 20 runs (20 finished, 0 interrupted)
 
-end to end          value  95 % interval
-observed            0.900  [0.699, 0.972]  clean runs / finished runs (18 / 20)
-predicted           0.900  [0.717, 1.000]  product of r^visits over 6 components, delta method
-naive (nodes only)  0.950  [0.825, 1.000]
-coordination gap    0.050                  handoffs 0.050, routers 0.000
-run errors          0.050  [0.009, 0.236]  runs that raised (1 / 20)
+end to end        value  95 % interval
+observed          0.900  [0.699, 0.972]  clean runs / finished runs (18 / 20)
+predicted         0.900  [0.717, 1.000]  absorbing chain over 6 components, delta method
+naive             0.950  [0.825, 1.000]  the same with handoffs, routers perfect
+coordination gap  0.050                  handoffs 0.050, routers 0.000
+run errors        0.050  [0.009, 0.236]  runs that raised (1 / 20)
 
 kind     component               n  failed  reliability  95 % interval   first try  visits    gain
 node     retrieve               20       1        0.950  [0.764, 0.991]          -    1.00  +0.047
@@ -58,6 +58,10 @@ handoff  analyze -> __end__     19       0        1.000  [0.832, 1.000]         
 router   route                  19       0        1.000  [0.832, 1.000]          -    1.00  +0.000
 
 weakest: retrieve -> analyze (+0.050), retrieve (+0.047)
+
+gap = naive - predicted: what handoffs and routers cost end to end
+visits = executions per run when nothing fails; gain = predicted end to end if the component never failed, minus predicted now
+first try = tasks that succeeded on their first attempt (nodes with retries)
 """
 
 
@@ -86,7 +90,7 @@ def test_json_round_trips() -> None:
     rep = report(small_ledger())
     text = rep.to_json()
     data = json.loads(text)
-    assert data["schema"] == "coordgap.report/1"
+    assert data["schema"] == "coordgap.report/2"
     assert data["gap"] == pytest.approx(0.05)
     back = Report.from_json(text)
     assert back == rep
@@ -107,9 +111,9 @@ def test_json_round_trips_for_random_ledgers(seed: int) -> None:
 
 def test_json_of_another_schema_version_names_the_fix() -> None:
     data = json.loads(report(small_ledger()).to_json())
-    data["schema"] = "coordgap.report/2"
+    data["schema"] = "coordgap.report/3"
     with pytest.raises(
-        ConfigurationError, match=r"coordgap\.report/2.*install the coordgap version"
+        ConfigurationError, match=r"coordgap\.report/3.*install the coordgap version"
     ):
         Report.from_json(json.dumps(data))
 
@@ -197,3 +201,128 @@ def test_compare_lists_added_and_removed_components() -> None:
     cmp = report(ledger).compare(a)
     assert cmp.added == ("extra",)
     assert cmp.removed == ()
+
+
+# -- digits: a figure never hides a failure ----------------------------------------------
+
+
+def rare_failures(failures: int, runs: int = 10_000) -> Ledger:
+    ledger = Ledger(G)
+    for i in range(runs):
+        ok = i >= failures
+        ledger.record(HandoffOutcome(G, "__start__", "a", "edge", True, 0, 0))
+        ledger.record(NodeOutcome(G, "a", ok, 1, True, 0, 0))
+        if ok:
+            ledger.record(HandoffOutcome(G, "a", "__end__", "edge", True, 0, 0))
+        ledger.record(RunOutcome(G, "ok" if ok else "error", ok, 0, 0))
+    return ledger
+
+
+def test_four_failures_in_ten_thousand_do_not_print_as_one() -> None:
+    rep = report(rare_failures(4))
+    text = rep.to_text(color=False)
+    assert rep.nodes["a"].reliability.value == 0.9996
+    assert "0.9996" in text.split("observed", 1)[1].splitlines()[0]  # observed
+    assert "0.9996" in text.split("predicted", 1)[1].splitlines()[0]  # predicted
+    row = next(line for line in text.splitlines() if line.startswith("node"))
+    assert "0.9996" in row and "1.000 " not in row.split("[")[0]
+    assert "+0.0004" in row  # the gain of the weakest link, not +0.000
+    assert "weakest: a (+0.0004)" in text
+    md = rep.to_markdown()
+    assert "| 0.9996 |" in md
+
+
+def test_no_failure_in_9994_shows_a_lower_bound_below_one() -> None:
+    rep = report(rare_failures(0, 9994))
+    text = rep.to_text(color=False)
+    assert "[1.000, 1.000]" not in text
+    assert "[0.9996, 1.000]" in text
+
+
+@pytest.mark.parametrize(
+    ("x", "shown"),
+    [(0.9996, "0.9996"), (0.99996, "0.99996"), (0.97, "0.970"), (1.0, "1.000"), (0.0, "0.000"),
+     (0.00004, "0.00004"), (None, "-")],
+)  # fmt: skip
+def test_fmt_shows_enough_digits(x: float | None, shown: str) -> None:
+    from coordgap.render import fmt
+
+    assert fmt(x) == shown
+
+
+def test_first_try_column_only_with_retry_data_and_a_legend() -> None:
+    ledger = rare_failures(3, 200)
+    text = report(ledger).to_text(color=False)
+    assert "first try" not in text.split("gap =")[0]
+    assert "gap = naive - predicted" in text and "visits = executions per run" in text
+    assert "first try" in report(small_ledger()).to_text(color=False)
+
+
+def test_the_measured_gap_has_the_same_digits_as_the_rest() -> None:
+    rep = report(small_ledger())
+    line = next(x for x in rep.to_text(color=False).splitlines() if x.startswith("coordination"))
+    assert "0.050" in line
+
+
+# -- run-level errors: named, and the report does not look perfect ----------------------------
+
+
+def recursion_ledger() -> Ledger:
+    """A ping-pong that raises GraphRecursionError with no component failing, 3 runs in 5."""
+    ledger = Ledger(G)
+    for i in range(5):
+        ledger.record(HandoffOutcome(G, "__start__", "researcher", "edge", True, 0, 0))
+        for _ in range(3 if i < 3 else 1):
+            ledger.record(NodeOutcome(G, "researcher", True, 1, True, 0, 0))
+            ledger.record(HandoffOutcome(G, "researcher", "chart", "command", True, 0, 0))
+            ledger.record(NodeOutcome(G, "chart", True, 1, True, 0, 0))
+            ledger.record(HandoffOutcome(G, "chart", "researcher", "command", True, 0, 0))
+        if i >= 3:
+            ledger.record(NodeOutcome(G, "researcher", True, 1, True, 0, 0))
+            ledger.record(HandoffOutcome(G, "researcher", "__end__", "command", True, 0, 0))
+            ledger.record(RunOutcome(G, "ok", True, 0, 0))
+        else:
+            ledger.record(RunOutcome(G, "error", False, 0, 0, error_type="GraphRecursionError"))
+    return ledger
+
+
+def test_runs_that_raised_with_no_component_failing_are_named_everywhere() -> None:
+    import dataclasses
+
+    from coordgap.ledger import RunStats
+
+    snap = recursion_ledger().snapshot()
+    runs = dataclasses.replace(snap.runs, error_at={"researcher": 3})
+    assert isinstance(runs, RunStats)
+    rep = report(dataclasses.replace(snap, runs=runs))
+    assert rep.findings and "3 runs raised GraphRecursionError" in rep.findings[0]
+    assert "last node: researcher" in rep.findings[0]
+    text, md, data = rep.to_text(color=False), rep.to_markdown(), json.loads(rep.to_json())
+    assert "finding: 3 runs raised GraphRecursionError" in text
+    assert "GraphRecursionError 3" in text  # the run errors row
+    assert "GraphRecursionError" in md and "**Finding:**" in md
+    assert data["end_to_end"]["error_types"] == {"GraphRecursionError": 3}
+    assert data["end_to_end"]["error_at"] == {"researcher": 3}
+    assert any("GraphRecursionError" in f for f in data["findings"])
+    assert "weakest: no component: 3 run(s) raised" in text
+    back = Report.from_json(rep.to_json())
+    assert back == rep and back.findings == rep.findings
+
+
+def test_a_report_of_schema_1_is_still_read_and_planned_on() -> None:
+    from coordgap.whatif import recommend, what_if
+
+    rep = report(small_ledger())
+    data = json.loads(rep.to_json())
+    data["schema"] = "coordgap.report/1"
+    for key in ("chain", "findings"):
+        data.pop(key)
+    for key in ("error_types", "error_at"):
+        data["end_to_end"].pop(key)
+    for c in data["components"]:
+        c.pop("max_attempts")
+    old = Report.from_json(json.dumps(data))
+    assert old.chain is None and old.predicted == rep.predicted
+    w = what_if(old, perfect=["retrieve -> analyze"])
+    assert w.predicted == pytest.approx(what_if(rep, perfect=["retrieve -> analyze"]).predicted)
+    assert recommend(old, 0.95).to_text()

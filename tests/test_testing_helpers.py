@@ -276,3 +276,44 @@ def test_multi_graph_baseline_file_is_read_per_graph(tmp_path: Any) -> None:
     assert not assert_no_regression(ledger_with(9, 10, "x"), baseline=path).regressed
     with pytest.raises(coordgap.ConfigurationError, match="none for graph 'z'"):
         load_baseline(path, "z")
+
+
+def test_a_failed_end_to_end_gate_names_where_the_reliability_goes() -> None:
+    import pickle
+
+    from chain_sim import ROWS, simulate
+
+    snap = simulate(ROWS["linear"], 600, seed=9)
+    with pytest.raises(coordgap.ReliabilityError) as info:
+        assert_reliability(snap, end_to_end=0.9)
+    err = info.value
+    rep = report(snap)
+    assert err.weakest and err.weakest == tuple((c.label, c.gain) for c in rep.weakest[:3])
+    assert all(gain > 0 for _, gain in err.weakest)
+    assert [g for _, g in err.weakest] == sorted((g for _, g in err.weakest), reverse=True)
+    text = str(err)
+    assert (
+        f"where the end to end is lost (predicted gain if perfect): {rep.weakest[0].label} (+"
+        in text
+    )
+    assert err.checks and err.checks[0].kind == "end to end"
+    # the attributes are declared, and survive pickling (pytest-xdist sends errors around)
+    back = pickle.loads(pickle.dumps(err))
+    assert back.weakest == err.weakest and back.checks == err.checks and str(back) == text
+
+
+def test_a_passing_gate_and_a_node_gate_name_no_weakest_links() -> None:
+    led = ledger_with(295, 300)
+    with pytest.raises(coordgap.ReliabilityError) as info:
+        assert_reliability(led, nodes=0.999)
+    assert info.value.weakest == ()
+    assert "where the end to end" not in str(info.value)
+
+
+def test_per_names_a_handoff_as_the_report_prints_it() -> None:
+    app = coordgap.instrument(build(0.3), spans="off", metrics=False)
+    drive(app, 60)
+    (check,) = [c for c in assert_reliability(app, per={"a -> b": 0.5}) if c.kind == "handoff"]
+    assert check.component == "a -> b" and check.threshold == 0.5
+    with pytest.raises(coordgap.ConfigurationError, match="no handoff"):
+        assert_reliability(app, per={"a -> c": 0.5})

@@ -1365,7 +1365,7 @@ def render_html_page(reports: Sequence[Report], *, title: str | None = None) -> 
             '<section class="report"><p class="empty">No instrumented graph ran.</p></section>'
         )
     page_title = title or "coordgap reliability"
-    return (
+    page = (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -1376,6 +1376,9 @@ def render_html_page(reports: Sequence[Report], *, title: str | None = None) -> 
         f"<footer>coordgap {_e(__version__)} · one self-contained page: no script, no "
         "network.</footer></main></body></html>\n"
     )
+    # ASCII only (every other character as a reference): the page survives any encoding
+    # of the stream it is written to, e.g. `coordgap report -f html > page.html`.
+    return page.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
 # -- style ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ runs with a fresh profile and with every background service that would reach
 the network turned off, so the only request a page makes is its own.
 
 Used by ``test_html_browser.py`` and by ``scripts/html-screenshot`` (which writes
-the screenshot in ``docs/img/``).
+the screenshots in ``docs/img/``, see ``screenshot.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .servers import INSTALL_TIMEOUT_S, timed
@@ -107,3 +108,25 @@ def chromium(executable: str) -> Iterator[Any]:
             yield context
         finally:
             context.close()
+
+
+def screenshot(
+    context: Any,
+    page_path: Path,
+    out: Path,
+    *,
+    scheme: str = "light",
+    width: int = 1440,
+    height: int | None = 1000,
+) -> Path:
+    """Render ``page_path`` and write a PNG: the first ``height`` pixels, or the whole page."""
+    page = context.new_page()
+    try:
+        page.set_viewport_size({"width": width, "height": height or 900})
+        page.emulate_media(color_scheme=scheme)
+        page.goto(page_path.resolve().as_uri(), wait_until="load")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=height is None)
+    finally:
+        page.close()
+    return out

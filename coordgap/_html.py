@@ -33,6 +33,7 @@ import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from .errors import CoordgapError
@@ -355,13 +356,7 @@ def _grandalf() -> Any:
             f"{INSTALL_HINT}"
         ) from exc
 
-    class _Lib:
-        pass
-
-    lib = _Lib()
-    lib.Edge, lib.Graph, lib.Vertex = Edge, Graph, Vertex  # type: ignore[attr-defined]
-    lib.SugiyamaLayout = SugiyamaLayout  # type: ignore[attr-defined]
-    return lib
+    return SimpleNamespace(Edge=Edge, Graph=Graph, Vertex=Vertex, SugiyamaLayout=SugiyamaLayout)
 
 
 def _layout_level(
@@ -399,7 +394,8 @@ def _layout_level(
         roots = [v for v in order if box_of[v.data].kind == "start"]
         roots = roots or [v for v in order if not v.e_in()] or order[:1]
         sug.init_all(roots=roots, optimize=True)
-        sug.draw()  # no route_edge: paths run centre to centre; they are clipped below
+        sug.route_edge = _centre_to_centre
+        sug.draw()
         # grandalf centres each box in its layer; align the tops instead, so a tall
         # subgraph box does not push the small boxes beside it halfway down.
         tallest: dict[float, float] = {}
@@ -438,6 +434,10 @@ def _layout_level(
     return x0 - _COMPONENT_GAP, height, routes
 
 
+def _centre_to_centre(edge: Any, pts: list[tuple[float, float]]) -> None:
+    """grandalf's edge router, doing nothing: paths are clipped to the final boxes instead."""
+
+
 def _clip(box: _Vertex, toward: tuple[float, float]) -> tuple[float, float]:
     """Return where the line from the box's centre to ``toward`` leaves the box."""
     cx, cy = box.cx, box.cy
@@ -462,7 +462,6 @@ class _Routes:
     never: frozenset[tuple[str, str]]
     undeclared: Mapping[tuple[str, str], str]
     runs: int
-    has_topology: bool
 
 
 def _routes_of(rep: Report) -> tuple[_Routes, Any]:
@@ -476,11 +475,11 @@ def _routes_of(rep: Report) -> tuple[_Routes, Any]:
     if cov is not None and cov.has_topology:
         never = frozenset(e.key for e in cov.missed_edges)
         undeclared = {e.key: e.cause for e in cov.drift}
-        return _Routes(never, undeclared, cov.runs, True), cov
+        return _Routes(never, undeclared, cov.runs), cov
     never = frozenset(
         key for key, c in rep.handoffs.items() if rep.basis != "audit" and c.executions == 0
     )
-    return _Routes(never, {}, rep.end_to_end.runs, False), cov
+    return _Routes(never, {}, rep.end_to_end.runs), cov
 
 
 def _est_line(c: ComponentReport, pct: str) -> str:
@@ -530,11 +529,10 @@ def _node_title(c: ComponentReport | None, v: _Vertex, rep: Report, pct: str) ->
 def _handoff_title(c: ComponentReport, rep: Report, routes: _Routes, pct: str) -> str:
     s, t = c.source or "", c.target or ""
     if _last(t) == UNKNOWN_TARGET:
-        invalid = c.error_types.get(ERROR_INVALID_ROUTE, 0)
         lines = [
-            f"invalid route out of {s}: a route that named no node",
-            f"{invalid or 'some'} invalid of {c.executions} routes out of {s}",
-            _est_line(c, pct) + " (routes out of the source that named a real node)",
+            f"routes out of {s} that reached no node: {_counts(c.error_types) or 'none counted'}",
+            f"of {c.executions} routes out of {s}; a router's own failures count on its line",
+            _est_line(c, pct),
         ]
     else:
         kinds = f" ({', '.join(c.kinds)})" if c.kinds else ""
@@ -864,7 +862,9 @@ def _svg_waterfall(rep: Report, uid: str) -> str:
         (c for c in (*rep.handoffs.values(), *rep.routers.values()) if (c.gap_share or 0.0) > 0),
         key=lambda c: (-(c.gap_share or 0.0), c.kind, c.name),
     )
-    rows: list[tuple[str, str, float, float, str, str]] = []  # label, cls, from, to, value, title
+    # label, class, from, to, value, title. A step bar (a loss) goes from the level before
+    # it to the level after it; a total bar (naive, predicted, observed) from the axis.
+    rows: list[tuple[str, str, float, float, str, str]] = []
     rows.append(
         (
             "naive (nodes only)",
@@ -879,15 +879,14 @@ def _svg_waterfall(rep: Report, uid: str) -> str:
     shown = coord if len(coord) <= _WF_MAX_ROWS else coord[: _WF_MAX_ROWS - 1]
     for c in shown:
         share = c.gap_share or 0.0
-        what = "router" if c.kind == "router" else "handoff"
         rows.append(
             (
                 f"{_MINUS} ◆ {c.label}" if c.kind == "router" else f"{_MINUS} {c.label}",
                 f"loss {c.kind}",
-                level - share,
                 level,
+                level - share,
                 f"{_MINUS}{share:.3f}",
-                f"{what} {c.label}: loses {share:.4f} of end to end; "
+                f"{c.kind} {c.label}: loses {share:.4f} of end to end; "
                 f"reliability {_f(c.reliability.value)} {_interval(c.reliability)}".rstrip(),
             )
         )
@@ -899,25 +898,25 @@ def _svg_waterfall(rep: Report, uid: str) -> str:
             (
                 f"{_MINUS} {len(rest)} more",
                 "loss",
-                level - share,
                 level,
+                level - share,
                 f"{_MINUS}{share:.3f}",
                 "; ".join(f"{c.label} {c.gap_share or 0.0:.4f}" for c in rest),
             )
         )
         level -= share
     residual = level - predicted
-    if abs(residual) > 5e-4:
-        # The model composes components over the graph; what no single component explains
-        # (their interaction) closes the waterfall so its bars always add up.
-        lo, hi = sorted((level - residual, level))
+    if abs(residual) > 1e-9:
+        # Should the model's shares not add up to naive - predicted (a model composing the
+        # components over the graph need not split its gap into independent shares), the
+        # rest is shown as such: the bars always add up.
         rows.append(
             (
                 f"{_MINUS} interaction" if residual > 0 else "+ interaction",
                 "loss rest",
-                lo,
-                hi,
-                f"{-residual:+.3f}",
+                level,
+                predicted,
+                f"{-residual:+.{3 if abs(residual) >= 5e-4 else 5}f}".replace("-", _MINUS),
                 "the part of the gap no single handoff or router explains",
             )
         )
@@ -976,7 +975,7 @@ def _svg_waterfall(rep: Report, uid: str) -> str:
     prev_edge: float | None = None
     for i, (label, cls, a, b, value, title) in enumerate(rows):
         y = top + i * _WF_ROW
-        xa, xb = (x(lo), x(b)) if cls.startswith(("naive", "total", "observed")) else (x(a), x(b))
+        xa, xb = sorted((x(a), x(b)))
         wbar = max(1.5, xb - xa)
         if prev_edge is not None and cls.startswith(("loss", "total")):
             out.append(
@@ -989,7 +988,7 @@ def _svg_waterfall(rep: Report, uid: str) -> str:
         if cls.startswith("observed"):
             whisker = _whisker(x(e.observed.low), x(e.observed.high), y)
         out.append(
-            f'<g class="bar {cls}" data-from="{a:.6f}" data-to="{b:.6f}"><title>{_e(title)}</title>'
+            f'<g class="bar {cls}" data-from="{a:.9f}" data-to="{b:.9f}"><title>{_e(title)}</title>'
             f'<text class="label" x="{_n(_WF_LABEL - 8)}" y="{_n(y + 14)}">'
             f"{_e(_short(label, 24))}</text>"
             f'<rect x="{_n(xa)}" y="{_n(y + 3)}" width="{_n(wbar)}" height="{_n(_WF_ROW - 8)}" rx="2"/>'
@@ -997,9 +996,7 @@ def _svg_waterfall(rep: Report, uid: str) -> str:
             f'<text class="value" x="{_n(_WF_LABEL + _WF_BAR + 8)}" y="{_n(y + 14)}">'
             f"{_e(value)}</text></g>"
         )
-        prev_edge = x(a) if cls.startswith("loss") else x(b)
-        if cls.startswith("observed"):
-            prev_edge = None
+        prev_edge = None if cls.startswith("observed") else x(b)  # the level after this bar
     out.append(
         f'<line class="axis" x1="{_n(x(lo))}" y1="{_n(axis_y)}" x2="{_n(x(1.0))}" y2="{_n(axis_y)}"/>'
     )

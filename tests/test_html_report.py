@@ -358,26 +358,51 @@ def test_dropped_handoff_is_marked_with_its_count() -> None:
 def test_waterfall_goes_from_naive_through_each_loss_to_predicted(support_app: Any) -> None:
     rep = coordgap.report(support_app)
     bars = groups(waterfall_svg(rep.to_html()), "bar")
-    spans = [
-        (classes(b), float(str(b.get("data-from"))), float(str(b.get("data-to")))) for b in bars
-    ]
-    naive, *losses_and_rest = [s for s in spans if "observed" not in s[0]]
-    *losses, predicted = losses_and_rest
-    assert "naive" in naive[0] and naive[2] == pytest.approx(rep.naive)
-    assert "total" in predicted[0] and predicted[2] == pytest.approx(rep.predicted)
+
+    def span(bar: ET.Element) -> tuple[float, float]:
+        return float(str(bar.get("data-from"))), float(str(bar.get("data-to")))
+
+    naive, *steps, predicted, observed = bars
+    assert "naive" in classes(naive) and span(naive) == (0.0, pytest.approx(rep.naive))
+    assert "total" in classes(predicted) and span(predicted)[1] == pytest.approx(rep.predicted)
+    assert "observed" in classes(observed)
     level = rep.naive
-    for cls, low, high in losses:
-        assert "loss" in cls
-        assert high == pytest.approx(level, abs=1e-6)  # each bar starts where the last ended
-        level = low
-    assert level == pytest.approx(rep.predicted, abs=1e-6)  # and they end at predicted
+    for bar in steps:  # each loss starts where the last ended ...
+        assert "loss" in classes(bar)
+        start, end = span(bar)
+        assert start == pytest.approx(level, abs=1e-9) and end < start
+        level = end
+    assert level == pytest.approx(rep.predicted, abs=1e-9)  # ... and the last ends at predicted
     shares = sorted(c.gap_share for c in rep.components if (c.gap_share or 0) > 0)
-    assert sorted(h - lo for _, lo, h in losses) == pytest.approx(shares, abs=1e-6)
-    (observed,) = [b for b in bars if "observed" in classes(b)]
-    assert float(str(observed.get("data-to"))) == pytest.approx(rep.end_to_end.observed.value)
+    assert len(shares) == len(steps) >= 4  # one bar per handoff or router that loses anything
+    assert sorted(a - b for a, b in map(span, steps)) == pytest.approx(shares, abs=1e-9)
+    assert span(observed)[1] == pytest.approx(rep.end_to_end.observed.value)
     assert observed.find("path") is not None  # its interval, as a whisker
     title = observed.find("title")
     assert title is not None and f"{rep.end_to_end.observed.low:.3f}" in str(title.text)
+
+
+@pytest.mark.parametrize("scale, rest", [(1.0, None), (0.5, "\u2212 interaction")])
+def test_waterfall_groups_small_losses_and_always_closes(scale: float, rest: str | None) -> None:
+    """Past ten rows the smallest losses are one bar; shares that miss the gap get a rest bar."""
+    data = coordgap.report(run(linear(14), runs=3)).to_dict()
+    data["end_to_end"]["naive"]["value"], data["end_to_end"]["predicted"]["value"] = 0.95, 0.8
+    handoffs = [c for c in data["components"] if c["kind"] == "handoff"]
+    assert len(handoffs) == 15
+    for i, c in enumerate(handoffs):
+        c["gap_share"] = scale * 0.15 * (i + 1) / 120  # they add up to 0.15 (scaled)
+    rep = Report.from_json(json.dumps(data))
+    bars = groups(waterfall_svg(rep.to_html()), "bar")
+    labels = [b.findtext("text") for b in bars]
+    assert "\u2212 6 more" in labels and len(labels) == 1 + 10 + (rest is not None) + 2
+    if rest is not None:
+        assert labels[-3] == rest
+    level = 0.95
+    for b in bars[1:-2]:
+        start, end = float(str(b.get("data-from"))), float(str(b.get("data-to")))
+        assert start == pytest.approx(level, abs=1e-9)
+        level = end
+    assert level == pytest.approx(0.8, abs=1e-9)
 
 
 # -- the tables ---------------------------------------------------------------------------------

@@ -660,7 +660,8 @@ def _svg_graph(rep: Report, routes: _Routes, uid: str) -> str:
     return (
         f'<svg class="graph" id="{uid}-graph" viewBox="0 0 {_n(width)} {_n(height)}" '
         f'width="{_n(width)}" height="{_n(height)}" role="img" '
-        f'aria-labelledby="{uid}-graph-title">'
+        # A wide graph shrinks to its panel down to 3/4 of its size, then scrolls sideways.
+        f'style="min-width:{_n(width * 0.75)}px" aria-labelledby="{uid}-graph-title">'
         f'<title id="{uid}-graph-title">{_e(label)}</title>'
         f'<g transform="translate({_n(_MARGIN)},{_n(_MARGIN)})">'
         f'<g class="clusters">{"".join(clusters)}</g>'
@@ -1535,6 +1536,7 @@ footer{margin-top:24px;color:var(--muted);font-size:12px}
  .row,.row.even{grid-template-columns:minmax(0,1fr)}
  .panel,.figure,svg{break-inside:avoid}
  .scroll{overflow:visible}
+ svg.graph{min-width:0 !important}
 }
 """
 )

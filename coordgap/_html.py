@@ -348,7 +348,7 @@ class _EdgeView:
 
 def _grandalf() -> Any:
     try:
-        from grandalf.graphs import Edge, Graph, Vertex
+        from grandalf.graphs import Edge, Vertex, graph_core
         from grandalf.layouts import SugiyamaLayout
     except ImportError as exc:
         raise ImportError(
@@ -356,7 +356,9 @@ def _grandalf() -> Any:
             f"{INSTALL_HINT}"
         ) from exc
 
-    return SimpleNamespace(Edge=Edge, Graph=Graph, Vertex=Vertex, SugiyamaLayout=SugiyamaLayout)
+    return SimpleNamespace(
+        Edge=Edge, Vertex=Vertex, graph_core=graph_core, SugiyamaLayout=SugiyamaLayout
+    )
 
 
 def _layout_level(
@@ -378,11 +380,13 @@ def _layout_level(
     for a, b, _ in edges:
         if (a, b) not in pair_edges:  # several handoffs lifted onto one pair share a route
             pair_edges[(a, b)] = lib.Edge(gv[a], gv[b])
-    graph = lib.Graph(list(gv.values()), list(pair_edges.values()))
     pair_pts: dict[tuple[str, str], list[tuple[float, float]]] = {}
     x0 = 0.0
     height = 0.0
-    for comp in graph.C:
+    for part, part_edges in _connected_parts(keys, list(pair_edges)):
+        # grandalf's own Graph splits parts through a set of edges, whose order (and so the
+        # layout) would change from run to run; each part is built here in a fixed order.
+        comp = lib.graph_core([gv[k] for k in part], [pair_edges[e] for e in part_edges])
         order = list(comp.sV)
         for v in order:
             v.view = _View(box_of[v.data].w, box_of[v.data].h)
@@ -432,6 +436,28 @@ def _layout_level(
         height = max(height, bottom - top)
     routes = {key: list(pair_pts.get((a, b), [])) for a, b, key in edges}
     return x0 - _COMPONENT_GAP, height, routes
+
+
+def _connected_parts(
+    keys: Sequence[str], pairs: Sequence[tuple[str, str]]
+) -> list[tuple[list[str], list[tuple[str, str]]]]:
+    """Split a level into connected parts, vertices and edges in their given order."""
+    root = {k: k for k in keys}
+
+    def find(k: str) -> str:
+        while root[k] != k:
+            root[k] = root[root[k]]
+            k = root[k]
+        return k
+
+    for a, b in pairs:
+        root[find(a)] = find(b)
+    parts: dict[str, tuple[list[str], list[tuple[str, str]]]] = {}
+    for k in keys:
+        parts.setdefault(find(k), ([], []))[0].append(k)
+    for a, b in pairs:
+        parts[find(a)][1].append((a, b))
+    return list(parts.values())
 
 
 def _centre_to_centre(edge: Any, pts: list[tuple[float, float]]) -> None:

@@ -682,3 +682,10 @@ def test_pytest_option_html_without_grandalf_is_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "r.html: the HTML report lays the graph out with grandalf" in result.stderr.str()
     assert "pip install 'coordgap[html]'" in result.stderr.str()
+
+
+def test_the_same_report_draws_the_same_page(support_app: Any) -> None:
+    """Layout is deterministic (grandalf is fed in a fixed order): pages and screenshots diff."""
+    rep = coordgap.report(support_app)
+    first = rep.to_html()
+    assert all(rep.to_html() == first for _ in range(5))

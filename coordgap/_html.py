@@ -849,8 +849,8 @@ def _legend() -> str:
         "heavier line: less reliable</li>",
         '<li><svg width="16" height="16" aria-hidden="true"><polygon class="key diamond" '
         'points="8,1 15,8 8,15 1,8"/></svg>router, on its source</li>',
-        "<li><b>✕n</b> failed handoffs · <b>⊘</b> dropped (target never started) · "
-        "<b>✕ invalid route</b> named no node</li>",
+        "<li><b>0.944 ✕22</b> reliability and failures · <b>⊘ 3 dropped</b> target never "
+        "started · <b>✕ invalid route</b> named no node</li>",
     ]
     return (
         '<div class="legend"><ul class="bands">'

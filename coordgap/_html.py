@@ -48,8 +48,8 @@ _MINUS, _TIMES, _DASH = "\u2212", "\u00d7", "\u2013"  # typeset signs, not ASCII
 
 BANDS: tuple[tuple[float, str, str], ...] = (
     (0.99, "good", "≥ 0.99"),
-    (0.95, "fair", "0.95 \u2013 0.99"),
-    (0.90, "poor", "0.90 \u2013 0.95"),
+    (0.95, "fair", f"0.95 {_DASH} 0.99"),
+    (0.90, "poor", f"0.90 {_DASH} 0.95"),
     (0.0, "bad", "< 0.90"),
 )
 """(lowest reliability, class, legend text), best first. The text report reds below 0.95

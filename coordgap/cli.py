@@ -3,6 +3,7 @@
 ::
 
     coordgap report run.json                      # a saved report or ledger snapshot
+    coordgap report run.json -f html > run.html   # one self-contained page (coordgap[html])
     coordgap diff baseline.json run.json          # exit 1 when something dropped significantly
     coordgap audit myapp.graph:builder --nodes retrieve=0.98,analyze=0.96 --handoffs 0.97
     coordgap watch http://localhost:9464/metrics  # live view (needs coordgap[cli])
@@ -30,7 +31,7 @@ from .report import Report, report
 
 __all__ = ["main"]
 
-_FORMATS = ("text", "markdown", "json", "mermaid")
+_FORMATS = ("text", "markdown", "json", "mermaid", "html")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _render(rep: Report, fmt: str, no_color: bool) -> str:
+    if fmt == "html":
+        try:
+            return rep.to_html()
+        except ImportError as exc:  # grandalf missing: say how to get it, exit 2
+            raise ConfigurationError(str(exc)) from exc
     if fmt == "json":
         return rep.to_json() + "\n"
     if fmt == "markdown":

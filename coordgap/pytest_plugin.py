@@ -14,7 +14,8 @@ What it adds (see ``docs/testing.md``):
   marker's keywords override ``--coordgap-confidence`` and ``--coordgap-runs``);
 - ``--coordgap-report``: a reliability summary per graph at the end of the
   session; ``--coordgap-report-file PATH`` writes the reports as JSON (or
-  Markdown for ``.md``); ``--coordgap-save-baseline PATH`` writes them as the
+  Markdown for ``.md``, one HTML page for ``.html``: ``docs/html-report.md``);
+  ``--coordgap-save-baseline PATH`` writes them as the
   baseline for ``assert_no_regression`` and makes every
   ``assert_no_regression`` refresh its own baseline file instead of comparing.
 
@@ -52,6 +53,7 @@ DEFAULT_CONFIDENCE = 0.95
 SESSION_SCHEMA = "coordgap.session/1"
 """Schema tag of the JSON written by --coordgap-report-file."""
 _WORKER_KEY = "coordgap_snapshots"
+_HTML_SUFFIXES = (".html", ".htm")
 _SESSION_PLUGIN = "coordgap-session-report"
 
 MARKER_KEYWORDS = frozenset(
@@ -77,7 +79,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         OPTION_REPORT_FILE,
         default=None,
         metavar="PATH",
-        help="write the session's reliability reports to PATH (JSON; Markdown for .md)",
+        help="write the session's reliability reports to PATH (JSON; Markdown for .md; "
+        "one HTML page for .html, needs coordgap[html])",
     )
     group.addoption(
         OPTION_SAVE_BASELINE,
@@ -121,6 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "instrumented must clear these reliability thresholds (lower bound of the interval)",
     )
     opt = config.option
+    _check_report_file(opt.coordgap_report_file)
     if (
         opt.coordgap_report
         or opt.coordgap_report_file is not None
@@ -132,6 +136,19 @@ def pytest_configure(config: pytest.Config) -> None:
     except ImportError:  # pragma: no cover
         return
     _coverage_pytest.configure(config)
+
+
+def _check_report_file(path: str | None) -> None:
+    """Fail at start-up, not after the whole session, when an HTML report cannot be drawn."""
+    if path is None or Path(path).suffix.lower() not in _HTML_SUFFIXES:
+        return
+    from importlib.util import find_spec
+
+    if find_spec("grandalf") is None:
+        raise pytest.UsageError(
+            f"{OPTION_REPORT_FILE}={path}: the HTML report lays the graph out with grandalf, "
+            "which is not installed: pip install 'coordgap[html]'"
+        )
 
 
 def _setting(config: pytest.Config, option: str, ini: str, default: Any, kind: type) -> Any:
@@ -367,6 +384,11 @@ def _write_reports(path: str, reports: list[Any]) -> None:
     if p.suffix.lower() in (".md", ".markdown"):
         body = "\n\n".join(rep.to_markdown() for rep in reports) or "No instrumented graph ran."
         p.write_text(body + "\n", encoding="utf-8")
+        return
+    if p.suffix.lower() in _HTML_SUFFIXES:
+        from ._html import render_html_page
+
+        p.write_text(render_html_page(reports, title="coordgap: test session"), encoding="utf-8")
         return
     data = {"schema": SESSION_SCHEMA, "reports": [rep.to_dict() for rep in reports]}
     p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

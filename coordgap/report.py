@@ -383,6 +383,20 @@ class Report:
 
         return render_markdown(self)
 
+    def to_html(self) -> str:
+        """Return one self-contained HTML page: the graph coloured by reliability, the gap.
+
+        Needs ``grandalf`` for the layout (``pip install 'coordgap[html]'``);
+        the page itself loads nothing from the network. See ``docs/html-report.md``.
+
+        Example::
+
+            Path("reliability.html").write_text(coordgap.report(app).to_html())
+        """
+        from ._html import render_html
+
+        return render_html(self)
+
     def to_mermaid(self, *, threshold: float = 0.95) -> str:
         """Return a Mermaid flowchart, components below ``threshold`` highlighted."""
         from .render import render_mermaid

@@ -252,7 +252,7 @@ def _topology(graph: object, name: str | None) -> Topology:
     from ._compat import topology_of  # lazy: LangGraph is only needed for a real graph
 
     graph_name = name or getattr(graph, "name", None) or "LangGraph"
-    return topology_of(graph, graph_name)  # type: ignore[arg-type]
+    return topology_of(graph, graph_name)
 
 
 def _check_rate(what: str, x: object) -> float:

@@ -39,6 +39,7 @@ from typing import Any
 from .errors import CoordgapError
 from .report import ComponentReport, Estimate, Report
 from .semconv import END, ERROR_INVALID_ROUTE, ERROR_UNDELIVERED, START, UNKNOWN_TARGET
+from .topology import handoff_name
 
 __all__ = ["BANDS", "band", "render_html", "render_html_page"]
 
@@ -562,7 +563,7 @@ def _handoff_title(c: ComponentReport, rep: Report, routes: _Routes, pct: str) -
         ]
     else:
         kinds = f" ({', '.join(c.kinds)})" if c.kinds else ""
-        lines = [f"handoff {s} → {t}{kinds}", _est_line(c, pct)]
+        lines = [f"handoff {handoff_name(s, t)}{kinds}", _est_line(c, pct)]
         if rep.basis != "audit":
             lines.append(f"{c.executions} transfers, {c.failures} failed")
     if (s, t) in routes.never:
@@ -1199,7 +1200,7 @@ def _routes_panel(rep: Report, routes: _Routes, cov: Any) -> str:
         for (s, t), c in rep.handoffs.items():
             for et, n in sorted(c.error_types.items()):
                 if _last(t) == UNKNOWN_TARGET or et == ERROR_UNDELIVERED:
-                    label = f"{s} → {'?' if _last(t) == UNKNOWN_TARGET else t}"
+                    label = handoff_name(s, t)
                     failed.append([f"<code>{_e(label)}</code>", f"<code>{_e(et)}</code>", str(n)])
     if failed:
         parts.append("<h3>Failed and dropped routes</h3>")
@@ -1207,7 +1208,7 @@ def _routes_panel(rep: Report, routes: _Routes, cov: Any) -> str:
     never = [k for k in rep.handoffs if k in routes.never]
     if never:
         parts.append('<h3>Declared, never taken</h3><ul class="plain">')
-        parts += [f"<li><code>{_e(s)} → {_e(t)}</code></li>" for s, t in never]
+        parts += [f"<li><code>{_e(handoff_name(s, t))}</code></li>" for s, t in never]
         parts.append("</ul>")
     if cov is not None and cov.missed_nodes:
         parts.append(
@@ -1218,7 +1219,7 @@ def _routes_panel(rep: Report, routes: _Routes, cov: Any) -> str:
     if routes.undeclared:
         parts.append('<h3>Taken, but declared nowhere</h3><ul class="plain">')
         parts += [
-            f'<li><code>{_e(s)} → {_e(t)}</code> <span class="hint">{_e(cause)}</span></li>'
+            f'<li><code>{_e(handoff_name(s, t))}</code> <span class="hint">{_e(cause)}</span></li>'
             for (s, t), cause in routes.undeclared.items()
         ]
         parts.append("</ul>")

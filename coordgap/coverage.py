@@ -39,7 +39,7 @@ from typing import Any
 from .errors import ConfigurationError
 from .ledger import Ledger, LedgerSnapshot
 from .semconv import END, ERROR_INVALID_ROUTE, ERROR_UNDELIVERED, START, UNKNOWN_TARGET
-from .topology import Topology
+from .topology import Topology, handoff_name
 
 __all__ = [
     "Coverage",
@@ -111,8 +111,8 @@ class EdgeCoverage:
 
     @property
     def label(self) -> str:
-        """``source → target``."""
-        return f"{self.source} → {self.target}"
+        """``source -> target``, as every report and API spells a handoff."""
+        return handoff_name(self.source, self.target)
 
     @property
     def exercised(self) -> bool:
@@ -151,8 +151,8 @@ class RouterTargetCoverage:
 
     @property
     def label(self) -> str:
-        """``router: source → target``."""
-        return f"{self.router}: {self.source} → {self.target}"
+        """``router: source -> target``."""
+        return f"{self.router}: {handoff_name(self.source, self.target)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +174,11 @@ class FailedRoute:
 
     @property
     def label(self) -> str:
-        """``source → target`` (``?`` for an unknown target), with the router if one failed."""
-        target = "?" if self.target == UNKNOWN_TARGET else self.target
+        """``source -> target`` (``__unknown__`` for a route that named no node), with the
+        router if one failed."""
+        target = self.target
         via = f" (router {self.router})" if self.router is not None else ""
-        return f"{self.source} → {target}{via}"
+        return f"{handoff_name(self.source, target)}{via}"
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,8 @@ class Coverage:
 
         cov = coordgap.coverage(app)
         assert cov.percent >= 90, cov.to_text()
-        [e.label for e in cov.missed_edges]   # ['cross_check → retrieve']
-        [e.label for e in cov.drift]          # ['analyze → cross_check']
+        [e.label for e in cov.missed_edges]   # ['cross_check -> retrieve']
+        [e.label for e in cov.drift]          # ['analyze -> cross_check']
     """
 
     graph: str

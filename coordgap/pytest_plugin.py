@@ -359,18 +359,20 @@ class _SessionReport:
 
 
 def _summary_lines(reports: list[Any]) -> list[str]:
+    from .render import fmt, fmt_signed
+
     def est(e: Any) -> str:
         if e.value is None:
             return "-"
-        return f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
+        return f"{fmt(e.value)} [{fmt(e.low)}, {fmt(e.high)}]"
 
     header = ["graph", "runs", "observed end to end", "predicted", "gap", "weakest"]
     rows = []
     for rep in reports:
         e = rep.end_to_end
-        weakest = ", ".join(f"{c.label} (+{c.gain:.3f})" for c in rep.weakest[:2]) or "-"
-        gap = "-" if rep.gap is None else f"{rep.gap:.3f}"
-        pred = "-" if e.predicted.value is None else f"{e.predicted.value:.3f}"
+        weakest = ", ".join(f"{c.label} ({fmt_signed(c.gain)})" for c in rep.weakest[:2]) or "-"
+        gap = fmt(rep.gap)
+        pred = fmt(e.predicted.value)
         rows.append([rep.graph, str(e.finished), est(e.observed), pred, gap, weakest])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

@@ -32,7 +32,7 @@ def labels(items: Any) -> list[str]:
 def test_never_taken_fallback_is_the_one_missed_edge() -> None:
     cov = coverage(run(research_agent(), runs=50))
     assert cov.runs == 50
-    assert labels(cov.missed_edges) == ["cross_check → retrieve"]
+    assert labels(cov.missed_edges) == ["cross_check -> retrieve"]
     assert [(t.router, t.target) for t in cov.missed_router_targets] == [("verdict", "retrieve")]
     assert cov.missed_nodes == ()
     assert (cov.node_coverage.covered, cov.node_coverage.total) == (4, 4)
@@ -40,7 +40,7 @@ def test_never_taken_fallback_is_the_one_missed_edge() -> None:
     assert cov.percent == pytest.approx(90.0)
     assert cov.drift == () and cov.failed_routes == ()
     assert "never exercised in 50 runs" in cov.to_text()
-    assert "cross_check → retrieve" in cov.to_text()
+    assert "cross_check -> retrieve" in cov.to_text()
 
 
 def test_taken_fallback_gives_full_coverage() -> None:
@@ -55,7 +55,7 @@ def test_taken_fallback_gives_full_coverage() -> None:
 def test_unannotated_command_is_drift_and_annotated_is_not() -> None:
     bare = coverage(run(research_agent(command="unannotated")))
     annotated = coverage(run(research_agent(command="annotated")))
-    assert labels(bare.drift) == ["analyze → cross_check"]
+    assert labels(bare.drift) == ["analyze -> cross_check"]
     (d,) = bare.drift
     assert not d.declared and d.undeclared_kinds == ("command",) and d.transfers == 20
     assert "Command(goto=...)" in d.cause
@@ -119,7 +119,7 @@ def test_silently_dropped_routes_are_failed_routes(kind: str) -> None:
     (f,) = cov.failed_routes
     assert (f.source, f.target, f.error_type, f.count) == ("a", "__unknown__", "InvalidRoute", 4)
     assert f.router == (None if kind == "command" else "route")
-    assert f.label.startswith("a → ?")
+    assert f.label.startswith("a -> __unknown__")
     assert cov.drift == ()
     assert cov.missed_nodes == ("b",)
     assert "InvalidRoute x4" in cov.to_text()
@@ -132,7 +132,7 @@ def test_name_outside_the_path_map_is_a_failed_route() -> None:
             app.invoke({"run": i})
     (f,) = coverage(app).failed_routes
     assert (f.error_type, f.count, f.kinds) == ("InvalidRoute", 3, ("conditional",))
-    assert f.label == "a → ? (router route)"
+    assert f.label == "a -> __unknown__ (router route)"
 
 
 def test_router_that_raises_is_a_failed_route_named_by_router() -> None:
@@ -152,7 +152,7 @@ def test_router_that_raises_is_a_failed_route_named_by_router() -> None:
     cov = coverage(app)
     (f,) = cov.failed_routes
     assert (f.router, f.source, f.error_type, f.count) == ("route", "a", "RuntimeError", 2)
-    assert f.label == "a → ? (router route)"
+    assert f.label == "a -> __unknown__ (router route)"
     assert {e.key for e in cov.missed_edges} == {("a", "b"), ("b", "__end__")}
 
 

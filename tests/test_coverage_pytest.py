@@ -58,10 +58,10 @@ def test_coverage_prints_per_graph_table(suite: pytest.Pytester) -> None:
         [
             "*coordgap graph coverage*",
             "graph*runs*nodes*edges*routes*cover*drift*missing",
-            "drifting*1*4/4*4/5*1/2*88.9%*1*cross_check → retrieve",
-            "research*5*4/4*5/6*1/2*90.0%*0*cross_check → retrieve",
+            "drifting*1*4/4*4/5*1/2*88.9%*1*cross_check -> retrieve",
+            "research*5*4/4*5/6*1/2*90.0%*0*cross_check -> retrieve",
             "TOTAL*17/19 declared nodes and edges: 89.5%",
-            "drift in drifting: analyze → cross_check (command): Command(goto=...)*",
+            "drift in drifting: analyze -> cross_check (command): Command(goto=...)*",
         ]
     )
 

@@ -94,8 +94,12 @@ def _resolve_spans(spans: SpanMode | None) -> str:
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    # compared without case: 'A' for 'a' is the likeliest typo of a short name
+    by_lower: dict[str, str] = {}
+    for k in known:
+        by_lower.setdefault(k.lower(), k)
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(by_lower[c]) for c in close)}?" if close else ""
 
 
 def _check_node_name(name: Any, known: Sequence[str], what: str) -> None:

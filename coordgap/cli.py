@@ -308,10 +308,17 @@ def _cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
         )
 
     try:
+        if not console.is_terminal:
+            # a pipe or a log file: a live region would show nothing until the end, so each
+            # frame is printed in turn (an unreachable endpoint says so at once)
+            while True:
+                out.write(frame().plain + "\n")
+                out.flush()
+                time.sleep(args.interval)
         with Live(frame(), console=console, auto_refresh=False, screen=False) as live:
             while True:
                 time.sleep(args.interval)
                 live.update(frame(), refresh=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         pass
     return 0

@@ -55,6 +55,8 @@ def test_unknown_node_names_get_close_suggestions() -> None:
         coordgap.instrument(linear(), contracts={"nn1": coordgap.Contract(requires=Model)})
     message = str(caught.value)
     assert "'nn1'" in message and "Did you mean" in message and "'n1'" in message
+    with pytest.raises(ConfigurationError, match=r"Did you mean 'n1'"):
+        coordgap.instrument(linear(), contracts={"N1": coordgap.Contract(requires=Model)})
 
 
 def test_unknown_handoff_nodes_get_close_suggestions() -> None:

@@ -365,10 +365,26 @@ def test_watch_refreshes_in_place_until_interrupted(
     monkeypatch.setattr(cli.time, "sleep", sleep)
     assert cli.main(["watch", str(metrics), "--interval", "0.01"]) == 0
     out = capsys.readouterr().out
-    # Off a terminal, rich prints the last frame when the view stops.
-    assert "coordgap report - graph 'research'" in out
-    assert "Ctrl-C to stop" in out
+    # Off a terminal every frame is printed in turn: good, broken, good again.
+    frames = out.split("Ctrl-C to stop")
+    assert len(frames) == 4 and frames[-1].strip() == ""
+    assert "coordgap report - graph 'research'" in frames[0]
+    assert "cannot read" in frames[1] and "coordgap report" not in frames[1]
+    assert "coordgap report - graph 'research'" in frames[2]
     assert len(ticks) == 3
+
+
+def test_watch_off_a_terminal_says_at_once_that_the_endpoint_is_down(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("rich")
+
+    def sleep(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.time, "sleep", sleep)
+    assert cli.main(["watch", "http://127.0.0.1:9/metrics", "--timeout", "0.5"]) == 0
+    assert "cannot read http://127.0.0.1:9/metrics" in capsys.readouterr().out
 
 
 def test_watch_without_rich_says_how_to_install(

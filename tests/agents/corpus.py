@@ -204,7 +204,8 @@ def supervisor(output_mode: str, ghost: bool = False) -> Callable[[Any], Any]:
         extra = None
         if ghost:  # custom handoff tools replace the default ones: give one per worker too
             extra = [
-                create_handoff_tool(agent_name=n) for n in ("research_expert", "math_expert", "ghost")
+                create_handoff_tool(agent_name=n)
+                for n in ("research_expert", "math_expert", "ghost")
             ]
         workflow = create_supervisor(
             [research, math], model=model, output_mode=output_mode, tools=extra
@@ -246,7 +247,9 @@ def swarm(kind: str, ghost: bool = False) -> Callable[[Any], Any]:
             to_carol.metadata = None
             alice_tools.append(to_carol)
         bob_tools: list[Any] = [add, create_handoff_tool(agent_name="Alice")]
-        alice = _agent(kind, "Alice", ScriptedChatModel.of(*alice_script, name="alice"), alice_tools)
+        alice = _agent(
+            kind, "Alice", ScriptedChatModel.of(*alice_script, name="alice"), alice_tools
+        )
         bob = _agent(kind, "Bob", ScriptedChatModel.of(*bob_script, name="bob"), bob_tools)
         return create_swarm([alice, bob], default_active_agent="Alice").compile(
             checkpointer=checkpointer
@@ -346,9 +349,7 @@ def hierarchical_teams(checkpointer: Any) -> Any:
             response = graph.invoke({"messages": state["messages"][-1]})
             return Command(
                 update={
-                    "messages": [
-                        HumanMessage(content=response["messages"][-1].content, name=name)
-                    ]
+                    "messages": [HumanMessage(content=response["messages"][-1].content, name=name)]
                 },
                 goto="supervisor",
             )
@@ -361,8 +362,12 @@ def hierarchical_teams(checkpointer: Any) -> Any:
         _team_supervisor(top_model, ["research_team", "writing_team"]),
         destinations=("research_team", "writing_team", END),
     )
-    builder.add_node("research_team", call_team(research, "research_team"), destinations=("supervisor",))
-    builder.add_node("writing_team", call_team(writing, "writing_team"), destinations=("supervisor",))
+    builder.add_node(
+        "research_team", call_team(research, "research_team"), destinations=("supervisor",)
+    )
+    builder.add_node(
+        "writing_team", call_team(writing, "writing_team"), destinations=("supervisor",)
+    )
     builder.add_edge(START, "supervisor")
     return builder.compile(checkpointer=checkpointer)
 
@@ -474,7 +479,9 @@ def retry_router(checkpointer: Any, calls: Calls | None = None) -> Any:
     b.add_node(
         "work",
         work,
-        retry_policy=RetryPolicy(max_attempts=3, initial_interval=0.0, jitter=False, retry_on=Flaky),
+        retry_policy=RetryPolicy(
+            max_attempts=3, initial_interval=0.0, jitter=False, retry_on=Flaky
+        ),
     )
     b.add_node("done", lambda s: {"log": ["done"]})
     b.add_edge(START, "work")
@@ -580,8 +587,16 @@ def ping_pong(checkpointer: Any) -> Any:
         return run
 
     b = StateGraph(ChatState)
-    b.add_node("researcher", node(researcher, "researcher", "chart_generator"), destinations=("chart_generator", END))
-    b.add_node("chart_generator", node(charter, "chart_generator", "researcher"), destinations=("researcher", END))
+    b.add_node(
+        "researcher",
+        node(researcher, "researcher", "chart_generator"),
+        destinations=("chart_generator", END),
+    )
+    b.add_node(
+        "chart_generator",
+        node(charter, "chart_generator", "researcher"),
+        destinations=("researcher", END),
+    )
     b.add_edge(START, "researcher")
     return b.compile(checkpointer=checkpointer)
 
@@ -600,12 +615,32 @@ case(Case("react_handled", react_agent(True), _AGENT_RUNS))
 case(Case("react_raising", react_agent(False), _AGENT_RUNS, raises=True))
 case(Case("create_agent_handled", langchain_agent(True), _AGENT_RUNS))
 case(Case("create_agent_raising", langchain_agent(False), _AGENT_RUNS, raises=True))
-case(Case("supervisor_full_history", supervisor("full_history"), (Run(_human("FAANG headcount, and 2 + 3?")),)))
-case(Case("supervisor_last_message", supervisor("last_message"), (Run(_human("FAANG headcount, and 2 + 3?")),)))
-case(Case("supervisor_ghost", supervisor("full_history", ghost=True), (Run(_human("ask the ghost")),)))
+case(
+    Case(
+        "supervisor_full_history",
+        supervisor("full_history"),
+        (Run(_human("FAANG headcount, and 2 + 3?")),),
+    )
+)
+case(
+    Case(
+        "supervisor_last_message",
+        supervisor("last_message"),
+        (Run(_human("FAANG headcount, and 2 + 3?")),),
+    )
+)
+case(
+    Case(
+        "supervisor_ghost", supervisor("full_history", ghost=True), (Run(_human("ask the ghost")),)
+    )
+)
 case(Case("swarm_prebuilt", swarm("prebuilt"), _SWARM_TURNS, threaded=True))
 case(Case("swarm_create_agent", swarm("create_agent"), _SWARM_TURNS, threaded=True))
-case(Case("swarm_ghost", swarm("prebuilt", ghost=True), _SWARM_GHOST_TURNS, threaded=True, raises=True))
+case(
+    Case(
+        "swarm_ghost", swarm("prebuilt", ghost=True), _SWARM_GHOST_TURNS, threaded=True, raises=True
+    )
+)
 case(Case("hierarchical_teams", hierarchical_teams, (Run(_human("write a report on agents")),)))
 case(
     Case(

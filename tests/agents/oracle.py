@@ -130,7 +130,9 @@ class RecordingSaver(InMemorySaver):
         ns = str(config.get("configurable", {}).get("checkpoint_ns", ""))
         self.log.append((ns, task_id, task_path, [(w[0], w[1]) for w in writes]))
 
-    def put_writes(self, config: Any, writes: Sequence[Any], task_id: str, task_path: str = "") -> None:
+    def put_writes(
+        self, config: Any, writes: Sequence[Any], task_id: str, task_path: str = ""
+    ) -> None:
         self._record(config, writes, task_id, task_path)
         super().put_writes(config, writes, task_id, task_path)
 
@@ -550,7 +552,9 @@ class Oracle:
                 key = (ns, payload["id"])
                 task = tasks.get(key)
                 if task is None:  # an error handler: LangGraph announces no task for it
-                    task = tasks[key] = _Task(ns, payload["id"], payload["name"], ev["step"], next(order))
+                    task = tasks[key] = _Task(
+                        ns, payload["id"], payload["name"], ev["step"], next(order)
+                    )
                 task.result = payload
         for ns, task_id, path, writes in log:
             if task_id == _NULL_TASK_ID:
@@ -575,7 +579,9 @@ class Oracle:
                 finished.add(key)
         pending = self._carried.pop(thread, {})
         for task_ns in dict.fromkeys(t.ns for t in tasks.values()):
-            group = sorted((t for t in tasks.values() if t.ns == task_ns), key=lambda t: (t.step, t.order))
+            group = sorted(
+                (t for t in tasks.values() if t.ns == task_ns), key=lambda t: (t.step, t.order)
+            )
             for _, step_tasks in itertools.groupby(group, key=lambda t: t.step):
                 step_list = list(step_tasks)
                 for task in step_list:
@@ -588,7 +594,7 @@ class Oracle:
             if left:
                 self._carried[thread] = {k: list(v) for k, v in pending.items() if v}
         elif status == "ok":
-            for (ns, target), p in left:
+            for (_, target), p in left:
                 self.tally.handoff(p.source, target, p.kind, UNDELIVERED)
 
     def _deliver(self, task: _Task, pending: dict[tuple[str, str], list[_Pending]]) -> None:

@@ -291,6 +291,7 @@ def test_invalid_routes_are_failed_handoffs_to_unknown() -> None:
     b.add_edge(START, "c")
     b.add_edge(START, "s")
     b.add_conditional_edges("r", route)
+
     def spray(state: S) -> list[Send]:
         return [Send("phantom", {})]
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from graphs import normalize
+from langgraph.graph import StateGraph
 
 import coordgap
 
@@ -23,6 +24,7 @@ __all__ = [
     "ALL_MODES",
     "adrive",
     "astream_all",
+    "both",
     "config_for",
     "counts",
     "drawings",
@@ -30,6 +32,7 @@ __all__ = [
     "expected",
     "history",
     "instrumented",
+    "restrict",
     "stream_all",
 ]
 
@@ -180,3 +183,36 @@ def counts(case: Case, **options: Any) -> dict[str, Any]:
         except Exception:
             pass
     return ledger_view(coordgap.ledger(app).snapshot())
+
+
+def both(make: Any, runs: Any, **options: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Run ``make()`` bare under the oracle and ``instrument(make())``; return
+    (coordgap's ledger, the oracle's, the instrumented app). ``runs``: (input, config) pairs."""
+    first = make()
+    oracle = Oracle(first.compile() if isinstance(first, StateGraph) else first)
+    options.setdefault("spans", "off")
+    options.setdefault("metrics", False)
+    app = coordgap.instrument(make(), **options)
+    for input, config in runs:
+        oracle.run(input, config)
+        try:
+            app.invoke(input, config)
+        except Exception:
+            pass
+    return ledger_view(coordgap.ledger(app).snapshot()), oracle.expected(), app
+
+
+def restrict(ledger: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The part of a ledger under a subgraph prefix (``"Alice/"``), names without it."""
+
+    def strip(name: str) -> str:
+        return name[len(prefix) :]
+
+    return {
+        "nodes": {strip(k): v for k, v in ledger["nodes"].items() if k.startswith(prefix)},
+        "handoffs": {
+            (strip(s), strip(t)): v
+            for (s, t), v in ledger["handoffs"].items()
+            if s.startswith(prefix) and t.startswith(prefix)
+        },
+    }

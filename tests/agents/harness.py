@@ -174,12 +174,31 @@ def expected(case: Case) -> dict[str, Any]:
     return oracle.expected()
 
 
-def counts(case: Case, **options: Any) -> dict[str, Any]:
-    """coordgap's ledger (as the oracle's structure) after the case's runs, instrumented."""
+def counts(case: Case, how: str = "invoke", **options: Any) -> dict[str, Any]:
+    """coordgap's ledger (as the oracle's structure) after the case's runs, instrumented,
+    made through ``invoke``, ``stream`` (``subgraphs=True``) or ``ainvoke``."""
     app = instrumented(case, **options)
-    for run in case.runs:
+
+    def config(run: Run) -> Any:
+        return dict(run.config) if isinstance(run.config, Mapping) else None
+
+    if how == "ainvoke":
+
+        async def go() -> None:
+            for run in case.runs:
+                try:
+                    await app.ainvoke(run.input, config(run))
+                except Exception:
+                    pass
+
+        asyncio.run(go())
+    for run in case.runs if how != "ainvoke" else ():
         try:
-            app.invoke(run.input, dict(run.config) if isinstance(run.config, Mapping) else None)
+            if how == "stream":
+                for _ in app.stream(run.input, config(run), stream_mode="updates", subgraphs=True):
+                    pass
+            else:
+                app.invoke(run.input, config(run))
         except Exception:
             pass
     return ledger_view(coordgap.ledger(app).snapshot())

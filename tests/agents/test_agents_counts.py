@@ -4,7 +4,8 @@ The expected ledger comes from :mod:`agents.oracle` (a bare run of the same case
 from LangGraph's debug stream and write log); coordgap's ledger is read through
 ``ledger_view``. Every node, handoff (transfers, failures, kinds, error types) and
 router (decisions, failures, targets, error types), and the run counts, must match.
-A case that today's coordgap miscounts is a strict xfail naming the bug (issue 13's
+The runs are made through ``invoke``, ``stream`` (with subgraphs) and ``ainvoke``: each
+entry point drives coordgap's run differently. A case that today's coordgap miscounts is a strict xfail naming the bug (issue 13's
 numbering): when a fix makes it pass, the marker has to go.
 """
 
@@ -56,7 +57,8 @@ def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COORDGAP_SPANS", "off")
 
 
+@pytest.mark.parametrize("how", ["invoke", "stream", "ainvoke"])
 @pytest.mark.parametrize("name", _params())
-def test_ledger_equals_what_langgraph_did(name: str) -> None:
+def test_ledger_equals_what_langgraph_did(name: str, how: str) -> None:
     case = CASES[name]
-    assert_same_ledger(counts(case), expected(case))
+    assert_same_ledger(counts(case, how), expected(case))

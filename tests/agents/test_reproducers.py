@@ -36,7 +36,7 @@ from .corpus import (
     trace_policy_builder,
 )
 from .fakes import ScriptedChatModel, call, say
-from .harness import both, counts, expected, instrumented, restrict
+from .harness import both, expected, instrumented, restrict
 from .oracle import Oracle, assert_same_ledger, ledger_view
 
 
@@ -473,34 +473,3 @@ def test_12_cli_audit_accepts_a_compiled_graph(capsys: pytest.CaptureFixture[str
 
     assert main(["audit", "agents.test_reproducers:COMPILED", "--nodes", "0.9"]) == 0
     assert "predicted" in capsys.readouterr().out
-
-
-# -- the corpus in one call: counts through every entry point -------------------------------
-
-
-@pytest.mark.parametrize("name", ["react_raising", "map_reduce", "interrupt_subgraph"])
-def test_counts_do_not_depend_on_the_entry_point(name: str) -> None:
-    """invoke, stream (subgraphs on) and ainvoke count the same (the cases counted exactly)."""
-    case = CASES[name]
-    want = expected(case)
-    assert_same_ledger(counts(case), want)
-
-    app = instrumented(case)
-    for run in case.runs:
-        try:
-            list(app.stream(run.input, run.config, stream_mode="updates", subgraphs=True))
-        except Exception:
-            pass
-    assert_same_ledger(ledger_view(coordgap.ledger(app).snapshot()), want)
-
-    app = instrumented(case)
-
-    async def go() -> None:
-        for run in case.runs:
-            try:
-                await app.ainvoke(run.input, run.config)
-            except Exception:
-                pass
-
-    asyncio.run(go())
-    assert_same_ledger(ledger_view(coordgap.ledger(app).snapshot()), want)

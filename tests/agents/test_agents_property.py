@@ -1,0 +1,112 @@
+"""Property: on any random graph, the handoffs coordgap counts as delivered are the ones
+LangGraph's own record shows delivered.
+
+The graphs come from the fuzzing strategy of ``tests/graphs.py`` (static, conditional and
+``Send`` edges, ``Command`` routing, joins, one level of subgraphs, raising and flaky
+nodes under a ``RetryPolicy``, interrupts). Each is built twice: one bare build is run
+by the :class:`~agents.oracle.Oracle`, the other instrumented, on the same input, resuming
+interrupts the same way. Delivered = transfers - failures, per (source, target).
+
+The CI profile runs a bounded number of examples; ``COORDGAP_FUZZ=soak`` selects the
+long profile of ``tests/graphs.py`` for the ``slow`` test.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from graphs import GraphSpec, build, fuzz_settings, graph_specs, without_async
+from hypothesis import Phase, assume, given, settings
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+import coordgap
+
+from .oracle import Oracle, ledger_view
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COORDGAP_SPANS", "off")
+
+
+def _runs(invoke: Any, get_next: Any, limit: int) -> None:
+    payload: Any = {"x": 0, "log": []}
+    config = {"recursion_limit": limit, "configurable": {"thread_id": "p"}}
+    for round_ in range(3):
+        try:
+            invoke(payload, config)
+        except Exception:
+            return
+        if not get_next(config):
+            return
+        payload = Command(resume=f"answer{round_}")
+
+
+def delivered(ledger: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """Per (source, target), the handoffs that reached their target (or END)."""
+    out = {}
+    for key, row in ledger["handoffs"].items():
+        n = row["transfers"] - row["failures"]
+        if n:
+            out[key] = n
+    return out
+
+
+def _oracle_delivered(spec: GraphSpec, limit: int) -> dict[tuple[str, str], int]:
+    oracle = Oracle(build(spec).compile())
+    _runs(oracle.invoke, lambda c: oracle.graph.get_state(c).next, limit)
+    return delivered(oracle.expected())
+
+
+def _coordgap_delivered(spec: GraphSpec, limit: int) -> dict[tuple[str, str], int]:
+    app = coordgap.instrument(
+        build(spec).compile(checkpointer=InMemorySaver()), spans="off", metrics=False
+    )
+    _runs(app.invoke, lambda c: app.get_state(c).next, limit)
+    return delivered(ledger_view(coordgap.ledger(app).snapshot()))
+
+
+def check(spec: GraphSpec, limit: int) -> None:
+    spec = without_async(spec)  # an async node under a sync run raises at once
+    want = _oracle_delivered(spec, limit)
+    if spec.parallel:
+        # which of two failing (or interrupting) tasks of one step LangGraph sees first is
+        # a race, bare or not: compare only graphs whose bare record is stable
+        assume(_oracle_delivered(spec, limit) == want)
+        got = _coordgap_delivered(spec, limit)
+        if got != want:
+            got = _coordgap_delivered(spec, limit)
+    else:
+        got = _coordgap_delivered(spec, limit)
+    assert got == want, "\n".join(
+        f"{s} -> {t}: coordgap {got.get((s, t), 0)}, LangGraph {want.get((s, t), 0)}"
+        for s, t in sorted(set(got) | set(want))
+        if got.get((s, t), 0) != want.get((s, t), 0)
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13: (6) a node with no out-edge ends the run uncounted (shrinks to one "
+    "node: n0 -> __end__ coordgap 0, LangGraph 1); (1) static edges and Command(goto=END) "
+    "counted from the topology although LangGraph wrote another route",
+)
+# no shrinking here: while the xfail stands every run would spend a minute shrinking to the
+# one-node graph below; the soak test shrinks
+@settings(fuzz_settings(), max_examples=30, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(spec=graph_specs())
+def test_delivered_handoffs_are_the_ones_langgraph_delivered(spec: GraphSpec) -> None:
+    check(spec, 10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("COORDGAP_FUZZ") != "soak", reason="long profile: set COORDGAP_FUZZ=soak"
+)
+@fuzz_settings()
+@given(spec=graph_specs())
+def test_delivered_handoffs_soak(spec: GraphSpec) -> None:
+    check(spec, 12)

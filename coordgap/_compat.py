@@ -8,6 +8,7 @@ here, so a LangGraph upgrade is one file's work. Supported: the 1.x line
 from __future__ import annotations
 
 import copy
+import functools
 import operator
 import types
 import warnings
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import Runnable
+from langgraph.cache.base import BaseCache
 from langgraph.constants import END, START
 from langgraph.errors import GraphBubbleUp, GraphInterrupt, ParentCommand
 from langgraph.graph import StateGraph
@@ -62,6 +64,7 @@ DEFAULT_ERROR_HANDLER = "__default_error_handler__"
 __all__ = [
     "END",
     "START",
+    "BaseCache",
     "Command",
     "CompiledStateGraph",
     "GraphBubbleUp",
@@ -162,10 +165,12 @@ def static_edges(builder: StateGraph[Any, Any, Any, Any]) -> list[tuple[str, str
     return out
 
 
-def join_channels(builder: StateGraph[Any, Any, Any, Any]) -> dict[str, str]:
-    """Return the barrier channel of each join (``join:a+b:c``) and its target."""
+def join_channels(
+    builder: StateGraph[Any, Any, Any, Any],
+) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Return the barrier channel of each join (``join:a+b:c``), with its target and sources."""
     return {
-        f"{JOIN_PREFIX}{'+'.join(sources)}:{target}": target
+        f"{JOIN_PREFIX}{'+'.join(sources)}:{target}": (target, tuple(sources))
         for sources, target in builder.waiting_edges
     }
 
@@ -174,7 +179,7 @@ def compile_options(graph: CompiledStateGraph[Any, Any, Any, Any]) -> dict[str, 
     """Return the keyword arguments that compile() was given for a compiled graph."""
     return {
         "checkpointer": graph.checkpointer,
-        "cache": graph.cache,
+        "cache": getattr(graph.cache, "coordgap_inner", graph.cache),
         "store": graph.store,
         "interrupt_before": graph.interrupt_before_nodes or None,
         "interrupt_after": graph.interrupt_after_nodes or None,
@@ -293,6 +298,7 @@ def with_called_subgraphs(runnable: Any, replace: Mapping[int, Any]) -> Any:
     their code, globals and defaults, with new closure cells for the replaced graphs.
     """
     new = copy.copy(runnable)
+    clones: dict[int, types.FunctionType] = {}
     for attr, fn in _functions_of(runnable):
         cells = []
         for cell in fn.__closure__ or ():
@@ -312,6 +318,14 @@ def with_called_subgraphs(runnable: Any, replace: Mapping[int, Any]) -> Any:
         clone.__doc__ = fn.__doc__
         clone.__annotations__ = fn.__annotations__
         setattr(new, attr, clone)
+        clones[id(fn)] = clone
+    afunc = getattr(runnable, "afunc", None)
+    if isinstance(afunc, functools.partial) and any(id(a) in clones for a in afunc.args):
+        # a sync node's async path: LangGraph runs `partial(run_in_executor, None, func)`
+        args = tuple(clones.get(id(a), a) for a in afunc.args)
+        clone_partial = functools.partial(afunc.func, *args, **afunc.keywords)
+        clone_partial.__dict__.update(afunc.__dict__)
+        new.afunc = clone_partial
     return new
 
 
@@ -433,6 +447,21 @@ def wrap_task_runnable(pregel_node: Any, wrap: Callable[[Runnable[Any, Any]], An
     return True
 
 
+def cached_node(key: Any) -> str | None:
+    """Return the node a cache key of LangGraph's task writes belongs to (else None).
+
+    A key is ``(namespace, key)``; the namespace of a task's writes is
+    ``("__pregel_ns_writes", identifier, node name)``.
+    """
+    try:
+        ns = key[0]
+        if ns[0] == "__pregel_ns_writes" and len(ns) >= 3:
+            return str(ns[2])
+    except Exception:
+        return None
+    return None
+
+
 def interrupt_nodes(graph: Pregel[Any, Any, Any, Any]) -> tuple[frozenset[str], frozenset[str]]:
     """Return the nodes a static breakpoint pauses before, and after ("*": every node)."""
     every = frozenset(n for n in graph.nodes if n != START)
@@ -453,11 +482,6 @@ def retry_policies(pregel_node: Any, graph: Pregel[Any, Any, Any, Any]) -> tuple
     if isinstance(policy, RetryPolicy):
         return (policy,)
     return tuple(policy)
-
-
-def cached(pregel_node: Any, graph: Pregel[Any, Any, Any, Any]) -> bool:
-    """Return True when LangGraph may answer the node from its cache without running it."""
-    return graph.cache is not None and bool(pregel_node.cache_policy or graph.cache_policy)
 
 
 def will_retry(policies: Sequence[RetryPolicy], exc: BaseException, attempt: int) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, Literal, cast
 from . import _compat as lg
 from . import semconv as sc
 from ._failopen import report_internal_error
-from ._probes import GraphSites, NodeSite, RouterProbe, RouterSite, TaskProbe
+from ._probes import CacheProbe, GraphSites, NodeSite, RouterProbe, RouterSite, TaskProbe
 from ._run import Recorder
 from .contracts import Capture, Check, Contract, compile_check, declared_contract
 from .errors import ConfigurationError
@@ -443,7 +443,8 @@ def _build(
     work = lg.copy_builder(builder)
     raw_nodes = frozenset(work.nodes) | frozenset(lg.error_handler_names(work))
     sites = GraphSites(recorder=recorder, prefix=prefix, nodes=raw_nodes)
-    sites.routes.update(lg.join_channels(work))
+    joins = lg.join_channels(work)
+    sites.routes.update({channel: target for channel, (target, _) in joins.items()})
     for raw, spec in list(work.nodes.items()):
         inner_prefix = f"{prefix}{raw}/"
         sub = lg.subgraph_of(spec)
@@ -478,6 +479,9 @@ def _build(
     compiled = cast(InstrumentedGraph, work.compile(**compile_kwargs))
     for key, value in extra.items():
         setattr(compiled, key, value)
+    if compiled.cache is not None:
+        # a task answered from the cache runs no probe: the cache tells (subgraphs inherit it)
+        compiled.cache = CacheProbe(compiled.cache, recorder)
     compiled.__class__ = InstrumentedGraph  # same layout, plus run tracking in stream/astream
     lg.serialize_as_compiled_graph(compiled)  # drawn as bare, wherever it is drawn
     compiled.coordgap_state = None
@@ -499,11 +503,17 @@ def _build(
             ensures=ensures,
             edge_checks=edge_checks,
             policies=lg.retry_policies(pregel_node, compiled),
-            corrupt=functools.partial(plan.corrupt, raw) if plan is not None else None,
+            corrupt=functools.partial(plan.corrupt, sites.qualify(raw))
+            if plan is not None
+            else None,
+            joins={
+                channel: frozenset(sites.qualify(source) for source in sources)
+                for channel, (target, sources) in joins.items()
+                if target == raw
+            },
         )
-        if lg.cached(pregel_node, compiled):
-            recorder.cached_nodes.add(site.name)
         lg.wrap_task_runnable(pregel_node, functools.partial(TaskProbe, site=site))
+        recorder.sites[site.name] = site
     return compiled
 
 

@@ -93,6 +93,8 @@ class NodeSite:
     policies: tuple[Any, ...] = ()
     corrupt: Callable[..., tuple[Any, bool]] | None = None
     """Injected handoff faults (``coordgap.faults``): corrupts the state delivered here."""
+    joins: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """The barrier channel of each join into this node, and the (qualified) sources it waits for."""
     # Bound once here so a task looks nothing up:
     name: str = field(init=False)
     is_entry: bool = field(init=False)
@@ -108,6 +110,8 @@ class NodeSite:
     """Anything to check or corrupt when a handoff is delivered here."""
     ok_attributes: dict[str, Any] = field(init=False)
     """The duration histogram's attributes for this node's successful attempts."""
+    probe: TaskProbe | None = field(init=False, default=None)
+    """The probe around this node's tasks (set when it is installed)."""
 
     def __post_init__(self) -> None:
         graph = self.graph
@@ -123,6 +127,24 @@ class NodeSite:
             self.requires is not None or self.edge_checks or self.corrupt is not None
         )
         self.ok_attributes = graph.recorder.duration_attributes(self.name, True)
+
+    def cache_hit(self, run: Run, graph_ns: str, writes: Any) -> None:
+        """Count a task LangGraph answered from its cache: delivered, ok, its writes replayed."""
+        probe = self.probe
+        if probe is None:
+            return
+        now = _time_ns()
+        call = _Call(run, Task(run, self, self.name + "/"), now, 1, graph_ns)
+        with run.ledger.lock:
+            for p in run.take_locked(graph_ns, self.name, False, None, None, self.joins):
+                count_handoff(p[4], True, p[1])
+        outs, invalid, end_kind = probe._handoffs_written(call.task, writes)
+        if run.quiet:
+            probe._count_quiet(call, run, now, outs, end_kind)
+        else:
+            probe._count_events(call, run, now, outs, end_kind, None, None)
+        for kind in invalid:
+            _invalid_route(self.graph.recorder, run, self.name, kind, now)
 
     def out_row_locked(self, raw: str) -> Any:
         """Return the row of this node's handoff into ``raw``; the caller holds the lock."""
@@ -188,12 +210,6 @@ def _violation_error(
     )
 
 
-def _graph_namespace(task_ns: str) -> str:
-    """The namespace of the graph (loop) a task runs in: its own minus its last frame."""
-    head, sep, _ = task_ns.rpartition("|")
-    return head if sep else ""
-
-
 class _Probe(Runnable[Any, Any]):
     """A runnable standing in for LangGraph's: named as it is, calling it unchanged."""
 
@@ -215,20 +231,34 @@ class _Call:
 
     __slots__ = (
         "attempt",
+        "graph_ns",
         "received",
         "run",
         "span",
         "span_token",
         "start_ns",
+        "step",
         "task",
         "task_token",
     )
 
-    def __init__(self, run: Run | None, task: Task, start_ns: int, attempt: int) -> None:
+    def __init__(
+        self,
+        run: Run | None,
+        task: Task,
+        start_ns: int,
+        attempt: int,
+        graph_ns: str = "",
+        step: int | None = None,
+    ) -> None:
         self.run = run
         self.task = task
         self.start_ns = start_ns
         self.attempt = attempt
+        self.graph_ns = graph_ns
+        """The namespace of the graph instance the task runs in ("" at the top)."""
+        self.step = step
+        """The superstep the task runs in (of its graph instance)."""
         self.received: list[tuple[str, str]] = []
         """(source, kind) of the handoffs delivered intact (for the live node span)."""
         self.span: Any = None
@@ -242,6 +272,7 @@ class TaskProbe(_Probe):
     def __init__(self, inner: Runnable[Any, Any], site: NodeSite) -> None:
         self.inner = inner
         self.site = site
+        site.probe = self
 
     # -- begin: the handoffs into this node are delivered ------------------------------
 
@@ -257,13 +288,18 @@ class TaskProbe(_Probe):
                 attempt = lg.runtime_attempt(config[lg.CONF][lg.CONFIG_KEY_RUNTIME])
             except Exception:
                 attempt = 1
-            task = Task(run, site, site.name + "/")
-            call = _Call(run, task, now, attempt)
+            # The graph instance a task runs in is named by the task running that (sub)graph:
+            # its namespace (a task's own namespace can sit under another task's, as an error
+            # handler's does under the failed task's).
+            outer = CURRENT_TASK.get()
+            graph_ns = outer.ns if outer is not None and outer.run is run else ""
+            task = Task(run, site, site.name + "/", lg.task_namespace(config))
+            call = _Call(run, task, now, attempt, graph_ns, lg.step_of(config))
             if run is not None:
                 if run.deferred:
-                    flush_deferred(run, config)
-                if not site.is_entry:
-                    run.last_node = site.name
+                    flush_deferred(run, graph_ns=graph_ns, step=call.step)
+                if not site.is_entry and not site.graph.prefix:
+                    run.last_node = site.name  # where a run-level error died (top level)
                 if attempt == 1 and not site.is_entry:
                     # a retry's handoffs were delivered to the first attempt
                     input = self._deliver(run, call, input, config)
@@ -289,13 +325,17 @@ class TaskProbe(_Probe):
             lock = ledger.lock
             lock.acquire()
             try:
-                for _, kind, _, _, row in run.take_locked(site.name, push, input):
-                    count_handoff(row, True, kind)
+                for p in run.take_locked(
+                    call.graph_ns, site.name, push, input, call.step, site.joins
+                ):
+                    count_handoff(p[4], True, p[1])
             finally:
                 lock.release()
             return input
         with ledger.lock:
-            delivered = run.take_locked(site.name, push, input)
+            delivered = run.take_locked(
+                call.graph_ns, site.name, push, input, call.step, site.joins
+            )
         return self._check_delivered(run, call, input, config, delivered, push)
 
     def _check_delivered(
@@ -318,7 +358,7 @@ class TaskProbe(_Probe):
         state = lg.send_state(input, config) if push and site.checks_handoffs else input
         requires = site.check_requires(state) if site.check_requires is not None else None
         violation: ContractViolation | None = None
-        for source, kind, start_ns, _, row in delivered:
+        for source, kind, start_ns, _, row, _ in delivered:
             broken = requires
             edge = site.edge_checks.get(source)
             if broken is None and edge is not None:
@@ -397,7 +437,7 @@ class TaskProbe(_Probe):
             if site.check_ensures is not None and writes is not None:
                 broken = site.check_ensures(_update_of(writes))
             if run is not None and run.deferred:
-                flush_deferred(run, config, ended=True)
+                flush_deferred(run, ended=call.task.ns)
             if run is not None and run.quiet and broken is None:
                 self._count_quiet(call, run, end, outs, end_kind)
             else:
@@ -444,6 +484,9 @@ class TaskProbe(_Probe):
                     invalid.append("send")
                 continue
             kind: HandoffKind
+            if channel.startswith(lg.JOIN_PREFIX):
+                outs.append((raw, "join", channel))  # its side of the barrier
+                continue
             if raw in static and (claimed is None or raw not in claimed):
                 kind = static[raw]  # type: ignore[assignment]
                 if claimed is None:
@@ -486,7 +529,9 @@ class TaskProbe(_Probe):
                         count_router(router.row, True, targets)
             for raw, kind, arg in outs:
                 run.open_locked(
-                    site.graph.qualify(raw), (site.name, kind, end, arg, site.out_row_locked(raw))
+                    call.graph_ns,
+                    site.graph.qualify(raw),
+                    (site.name, kind, end, arg, site.out_row_locked(raw), call.step),
                 )
             if end_kind is not None:
                 count_handoff(site.end_row, True, end_kind)
@@ -560,8 +605,9 @@ class TaskProbe(_Probe):
             with run.ledger.lock:
                 for raw, kind, arg in outs:
                     run.open_locked(
+                        call.graph_ns,
                         site.graph.qualify(raw),
-                        (site.name, kind, end, arg, site.out_row_locked(raw)),
+                        (site.name, kind, end, arg, site.out_row_locked(raw), call.step),
                     )
         if end_kind is not None:
             rec.emit(
@@ -596,7 +642,7 @@ class TaskProbe(_Probe):
         end = _time_ns()
         task = call.task
         if run is not None and run.deferred:
-            flush_deferred(run, config, ended=True)
+            flush_deferred(run, ended=task.ns)
         if isinstance(exc, lg.ParentCommand):
             # The node left its graph through a Command to an ancestor: its own work succeeded.
             # When this graph is the one addressed, LangGraph runs the task's writers with the
@@ -605,10 +651,7 @@ class TaskProbe(_Probe):
                 cmd = lg.command_of(exc)
                 writes = lg.task_writes(config)
                 if writes is not None:
-                    ns = lg.task_namespace(config)
-                    run.deferred.append(
-                        (_graph_namespace(ns), lg.step_of(config), self, writes, cmd, end)
-                    )
+                    run.deferred.append((call.graph_ns, call.step, self, writes, cmd, end))
             task.routed = None
             self._count_events_or_quiet(call, run, end, config)
             return
@@ -635,9 +678,9 @@ class TaskProbe(_Probe):
                 router, error, start, stop = router_error
                 _router_failed_event(rec, run, router, (), start, stop, error)
             elif invalid is not None:
-                router, targets, _, start, stop = invalid
-                _router_failed_event(rec, run, router, targets, start, stop, None)
-                _invalid_route(rec, run, site.name, "conditional", stop)
+                # LangGraph raised for the route that named no node: nothing was written
+                router, _, _, start, stop = invalid
+                _router_failed_event(rec, run, router, (), start, stop, exc)
             return
         if site.row is None:
             return
@@ -674,7 +717,7 @@ class TaskProbe(_Probe):
     def count_deferred(self, run: Run, entry: tuple[Any, ...]) -> None:
         """Count the handoffs LangGraph wrote for this node after its probe returned (the
         writers it ran with a parent command addressed to this graph)."""
-        _, _, _, writes, cmd, end = entry
+        graph_ns, step, _, writes, cmd, end = entry
         site = self.site
         rec = site.graph.recorder
         gotos = lg.goto_targets(cmd) if cmd is not None else []
@@ -684,7 +727,9 @@ class TaskProbe(_Probe):
                 if kind == "command" and raw not in gotos:
                     kind = "conditional"  # not the Command's: a router's (run outside the task)
                 run.open_locked(
-                    site.graph.qualify(raw), (site.name, kind, end, arg, site.out_row_locked(raw))
+                    graph_ns,
+                    site.graph.qualify(raw),
+                    (site.name, kind, end, arg, site.out_row_locked(raw), step),
                 )
         if end_kind is not None:
             rec.emit(
@@ -807,30 +852,86 @@ def _router_failed_event(
     )
 
 
-def flush_deferred(run: Run, config: Any, *, ended: bool = False) -> None:
-    """Count the handoffs LangGraph wrote after a task's probe returned, once they are all
-    written: at the next superstep of that graph, when the task holding that graph ends,
-    or at the end of the run (``config`` None)."""
-    if config is None:
-        ready = run.deferred
-        run.deferred = []
+def flush_deferred(
+    run: Run, *, graph_ns: str = "", step: int | None = None, ended: str | None = None
+) -> None:
+    """Count the handoffs LangGraph wrote after a task's probe returned, once all are written:
+    when a task of a later superstep of that graph instance begins (``graph_ns``, ``step``),
+    or when the task running that graph ends (``ended``: its namespace)."""
+    if ended is not None:
+        ready = [d for d in run.deferred if d[0].startswith(ended)]
     else:
-        ns = lg.task_namespace(config)
-        if ended:
-            ready = [d for d in run.deferred if d[0].startswith(ns)]
-        else:
-            graph_ns, step = _graph_namespace(ns), lg.step_of(config)
-            ready = [
-                d
-                for d in run.deferred
-                if d[0] == graph_ns and (step is None or d[1] is None or d[1] < step)
-            ]
-        if not ready:
-            return
-        taken = {id(d) for d in ready}
-        run.deferred = [d for d in run.deferred if id(d) not in taken]
+        ready = [
+            d
+            for d in run.deferred
+            if d[0] == graph_ns and (step is None or d[1] is None or d[1] < step)
+        ]
+    if not ready:
+        return
+    taken = {id(d) for d in ready}
+    run.deferred = [d for d in run.deferred if id(d) not in taken]
     for entry in ready:
         entry[2].count_deferred(run, entry)
+
+
+# -- the cache probe ---------------------------------------------------------------------
+
+
+class CacheProbe(lg.BaseCache):  # type: ignore[type-arg]
+    """Stands in for the graph's cache: a task LangGraph answers from it runs no probe, so the
+    hits are counted here, from the writes the cache replays.
+
+    LangGraph passes a graph's cache down to its subgraphs, so the probe on the instrumented
+    graph sees the hits of every level; the task running a subgraph names its level.
+    """
+
+    def __init__(self, inner: Any, recorder: Recorder) -> None:
+        super().__init__(serde=getattr(inner, "serde", None))
+        self.inner = inner
+        self.coordgap_inner = inner  # what the user gave (re-instrumenting reads it)
+        self.recorder = recorder
+
+    def get(self, keys: Any) -> Any:
+        found = self.inner.get(keys)
+        if found:
+            self._hits(found)
+        return found
+
+    async def aget(self, keys: Any) -> Any:
+        found = await self.inner.aget(keys)
+        if found:
+            self._hits(found)
+        return found
+
+    def set(self, pairs: Any) -> None:
+        self.inner.set(pairs)
+
+    async def aset(self, pairs: Any) -> None:
+        await self.inner.aset(pairs)
+
+    def clear(self, namespaces: Any = None) -> None:
+        self.inner.clear(namespaces)
+
+    async def aclear(self, namespaces: Any = None) -> None:
+        await self.inner.aclear(namespaces)
+
+    def _hits(self, found: Mapping[Any, Any]) -> None:
+        try:
+            run = CURRENT_RUN.get()
+            if run is None or run.recorder is not self.recorder:
+                return
+            task = CURRENT_TASK.get()
+            # inside a subgraph, the task running it names the level (and the graph instance)
+            prefix, graph_ns = (
+                ("", "") if task is None or task.run is not run else (task.prefix, task.ns)
+            )
+            for key, writes in found.items():
+                node = lg.cached_node(key)
+                site = self.recorder.sites.get(prefix + node) if node is not None else None
+                if site is not None:
+                    site.cache_hit(run, graph_ns, writes)
+        except Exception as exc:
+            self.recorder.internal_error("cache", exc)
 
 
 # -- the router probe --------------------------------------------------------------------

@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -43,11 +43,12 @@ _time_ns = time.time_ns
 _MAX_THREADS_REMEMBERED = 10_000
 _MAX_ERROR_TYPES = 64
 
-Pending = tuple[str, HandoffKind, int, Any, Any]
+Pending = tuple[str, HandoffKind, int, Any, Any, "int | None"]
 """A handoff LangGraph wrote, waiting for its target to start:
-``(source, kind, start_ns, arg, row)``; arg is a Send's payload (else None), row the
-ledger row it is counted on. A tuple: one is built per handoff, and a tuple costs a
-fraction of an instance."""
+``(source, kind, start_ns, arg, row, step)``; arg is a Send's payload or a join's barrier
+channel (else None), row the ledger row it is counted on, step the superstep it was
+written in. A tuple: one is built per handoff, and a tuple costs a fraction of an
+instance."""
 
 
 class Task:
@@ -57,12 +58,14 @@ class Task:
     decisions here, and the task probe counts them with the task's outcome.
     """
 
-    __slots__ = ("prefix", "routed", "router_error", "run", "site")
+    __slots__ = ("ns", "prefix", "routed", "router_error", "run", "site")
 
-    def __init__(self, run: Run | None, site: Any, prefix: str) -> None:
+    def __init__(self, run: Run | None, site: Any, prefix: str, ns: str = "") -> None:
         self.run = run
         self.site = site
         self.prefix = prefix
+        self.ns = ns
+        """The task's checkpoint namespace: the graph namespace of the subgraph it runs."""
         """The name of this task's node followed by ``/``: where graphs it calls are named."""
         self.routed: list[tuple[Any, tuple[str, ...], bool, int, int]] | None = None
         """(router, targets, valid, start_ns, end_ns) per decision of this attempt."""
@@ -105,6 +108,7 @@ class Run:
         "durations",
         "failed",
         "failures",
+        "has_joins",
         "has_sends",
         "interrupted",
         "last_node",
@@ -134,8 +138,10 @@ class Run:
         """Count without events (chosen at instrument time; a linked run forwards events)."""
         self.failed = False
         self.interrupted = False
-        self.pending: dict[str, list[Pending]] = {}
+        self.pending: dict[tuple[str, str], list[Pending]] = {}
+        """Per (graph instance namespace, target): the handoffs written to it, not delivered."""
         self.has_sends = False
+        self.has_joins = False
         self.last_node: str | None = None
         self.deferred: list[Any] = []
         """Writes LangGraph makes after a task's probe returned (a parent command
@@ -147,43 +153,74 @@ class Run:
         self.parent_ctx: Any = None
         self.failures: list[Event] = []
 
-    def open_locked(self, target: str, pending: Pending) -> None:
-        """Add a handoff waiting for ``target``; the caller holds the ledger's lock."""
-        bucket = self.pending.get(target)
+    def open_locked(self, graph_ns: str, target: str, pending: Pending) -> None:
+        """Add a handoff waiting for ``target`` in the graph instance ``graph_ns`` (a
+        subgraph's namespace; "" at the top); the caller holds the ledger's lock."""
+        key = (graph_ns, target)
+        bucket = self.pending.get(key)
         if bucket is None:
-            self.pending[target] = [pending]
+            self.pending[key] = [pending]
         else:
             bucket.append(pending)
-        if pending[1] == "send":
+        kind = pending[1]
+        if kind == "send":
             self.has_sends = True
+        elif kind == "join":
+            self.has_joins = True
 
-    def take_locked(self, target: str, push: bool, arg: Any) -> list[Pending]:
-        """Remove and return the handoffs a task of ``target`` receives: one Send for a
-        push task (its own payload), every other kind for a pull task."""
-        bucket = self.pending.pop(target, None)
+    def take_locked(
+        self,
+        graph_ns: str,
+        target: str,
+        push: bool,
+        arg: Any,
+        step: int | None,
+        joins: Mapping[str, frozenset[str]],
+    ) -> list[Pending]:
+        """Remove and return the handoffs a task of ``target`` receives, as LangGraph
+        delivers them: a push task its own ``Send``; a pull task every other handoff written
+        in an earlier superstep, a join's only once every side of the barrier has written."""
+        key = (graph_ns, target)
+        bucket = self.pending.pop(key, None)
         if bucket is None:
             return []
-        if not self.has_sends:
-            return bucket  # no Send in this run: every task is a pull, it takes them all
+        last = bucket[-1][5]
+        if (
+            not self.has_sends
+            and not self.has_joins
+            and (step is None or last is None or last < step)
+        ):
+            return bucket  # the usual case: all written before this superstep, all pulled
+        taken: list[Pending] = []
+        keep: list[Pending] = []
         if push:
             sends = [p for p in bucket if p[1] == "send"]
-            if not sends:
-                self.pending[target] = bucket
-                return []
-            chosen = next((p for p in sends if p[3] is arg), sends[0])
-            bucket.remove(chosen)
-            taken = [chosen]
+            chosen = next((p for p in sends if p[3] is arg), sends[0] if sends else None)
+            for p in bucket:
+                (taken if p is chosen else keep).append(p)
         else:
-            taken = [p for p in bucket if p[1] != "send"]
-            bucket = [p for p in bucket if p[1] == "send"]
-        if bucket:
-            self.pending[target] = bucket
+            barriers: dict[Any, list[Pending]] = {}
+            for p in bucket:
+                if p[1] == "send" or (step is not None and p[5] is not None and p[5] >= step):
+                    keep.append(p)  # a Send's own task takes it; this superstep's comes later
+                elif p[1] == "join":
+                    barriers.setdefault(p[3], []).append(p)
+                else:
+                    taken.append(p)
+            for channel, sides in barriers.items():
+                needed = joins.get(channel)
+                if needed is None or {p[0] for p in sides} >= needed:
+                    taken.extend(sides)
+                else:
+                    keep.extend(sides)  # the barrier waits for its other side
+        if keep:
+            self.pending[key] = keep
         return taken
 
-    def take_all(self) -> list[tuple[str, Pending]]:
-        """Remove and return every pending handoff as (target, pending)."""
+    def take_all_keyed(self) -> list[tuple[tuple[str, str], Pending]]:
+        """Remove and return every pending handoff as ((graph namespace, target), pending)."""
         with self.ledger.lock:
-            left = [(t, p) for t, bucket in self.pending.items() for p in bucket]
+            left = [(k, p) for k, bucket in self.pending.items() for p in bucket]
             self.pending.clear()
         return left
 
@@ -214,15 +251,17 @@ class Recorder:
         self.duration_histogram = duration_histogram
         self._duration_attrs: dict[tuple[str, bool], dict[str, Any]] = {}
         self._run_ids = itertools.count(1)
-        self._threads: OrderedDict[tuple[str, str], list[tuple[str, Pending]]] = OrderedDict()
+        self._threads: OrderedDict[tuple[str, str], list[tuple[tuple[str, str], Pending]]] = (
+            OrderedDict()
+        )
         self.threads_lock = threading.Lock()
         self._error_types: set[str] = set()
         self.paused_before: frozenset[str] = frozenset()
         """Qualified nodes a static breakpoint pauses the run before (``interrupt_before``)."""
         self.paused_after: frozenset[str] = frozenset()
         """Qualified nodes a static breakpoint pauses the run after (``interrupt_after``)."""
-        self.cached_nodes: set[str] = set()
-        """Nodes LangGraph may answer from its cache without running them (no probe sees it)."""
+        self.sites: dict[str, Any] = {}
+        """Qualified node name -> its site (every graph level of this recorder)."""
         _RECORDERS.add(self)
 
     def add_sinks(self, sinks: Sequence[Callable[[Event], None]]) -> None:
@@ -318,8 +357,8 @@ class Recorder:
                 carried = self._threads.pop(thread, None)
             if carried:
                 with self.ledger.lock:
-                    for target, pending in carried:
-                        run.open_locked(target, pending)
+                    for (graph_ns, target), pending in carried:
+                        run.open_locked(graph_ns, target, pending)
         if self.spans is not None:
             try:
                 self.spans.run_start(run)
@@ -341,7 +380,7 @@ class Recorder:
                     entry[2].count_deferred(run, entry)
             # else the run raised: LangGraph discarded those writes
         end_ns = _time_ns()
-        left = run.take_all()
+        left = run.take_all_keyed()
         if run.durations and self.duration_histogram is not None:
             self.duration_histogram.record_batch(run.durations)
         error_type = error_at = None
@@ -386,19 +425,19 @@ class Recorder:
         if self.spans is not None:
             self.spans.run_end(run, outcome)
 
-    def _paused(self, left: list[tuple[str, Pending]]) -> bool:
+    def _paused(self, left: list[tuple[tuple[str, str], Pending]]) -> bool:
         """Return True when a static breakpoint explains the handoffs left pending."""
         return any(
             target in self.paused_before or pending[0] in self.paused_after
-            for target, pending in left
+            for (_, target), pending in left
         )
 
-    def _undelivered(self, run: Run, left: list[tuple[str, Pending]], end_ns: int) -> None:
+    def _undelivered(
+        self, run: Run, left: list[tuple[tuple[str, str], Pending]], end_ns: int
+    ) -> None:
         # The run finished yet these targets never started: LangGraph dropped the handoff
-        # (a join whose other side never came), unless the target was answered from
-        # LangGraph's cache (its writes replayed without a task).
-        for target, (source, kind, start_ns, _, _) in left:
-            cached = target in self.cached_nodes
+        # (a join whose other side never came).
+        for (_, target), (source, kind, start_ns, _, _, _) in left:
             self.emit(
                 run,
                 HandoffOutcome(
@@ -406,10 +445,10 @@ class Recorder:
                     source=source,
                     target=target,
                     kind=kind,
-                    ok=cached,
+                    ok=False,
                     start_ns=start_ns,
                     end_ns=end_ns,
-                    error_type=None if cached else sc.ERROR_UNDELIVERED,
+                    error_type=sc.ERROR_UNDELIVERED,
                     run_id=run.run_id,
                 ),
             )

@@ -56,7 +56,8 @@ The semantics (the ones coordgap's interception implements):
   node's conditional writes (``__end__`` when it wrote none); an invalid target fails the
   decision (``InvalidRoute``); a failed task whose router raised (LangGraph saved the
   node's own update before the router ran, or the router's code is in the traceback) is a
-  failed decision with the exception's type.
+  failed decision with the exception's type, and a *successful* execution of the node (its
+  own work succeeded: one failure, counted once, on the router).
 * **Runs**: ``ok``, ``error`` (raised; ``error_types`` by class) or ``interrupted``; a
   resume is a new run. ``clean`` = ok and nothing failed in the run.
 
@@ -563,9 +564,18 @@ class Oracle:
             if task is None:
                 parts = path.split(", ") if isinstance(path, str) else [str(x) for x in path]
                 name = parts[1] if len(parts) > 1 else None
-                if name != START:
+                if name == START:
+                    task = _Task(ns, task_id, START, float("-inf"), next(order))
+                elif status == "error" and name is not None:
+                    # the run raised while a subgraph ran: its stream was cut, but the task
+                    # started (it wrote); its step is unknown, so it goes after its graph's
+                    # others, and its outcome is unknown (LangGraph discarded the step)
+                    task = _Task(
+                        ns, task_id, name.lstrip("~"), float("inf"), next(order), started=True
+                    )
+                else:
                     raise OracleError(f"writes from a task the debug stream never showed: {path}")
-                task = tasks[(ns, task_id)] = _Task(ns, task_id, START, float("-inf"), next(order))
+                tasks[(ns, task_id)] = task
             task.writes = (task.writes or []) + list(writes)
 
         # On resume LangGraph announces the interrupted step's tasks again, also those that
@@ -588,6 +598,8 @@ class Oracle:
                     if task.started:
                         self._deliver(task, pending)
                 for task in step_list:
+                    if status == "error" and task.result is None and task.name != START:
+                        continue  # cut off by the run's error: no outcome, no handoff
                     self._outcome(task, pending)
         left = [(k, p) for k, ps in pending.items() for p in ps]
         if status == "interrupted":
@@ -635,10 +647,12 @@ class Oracle:
             error = result.get("error")
         else:  # the hidden __start__ task: only its saved writes tell how it ended
             error = next((v for c, v in task.writes or () if c == "__error__"), None)
+        # a router runs in its node's task, after the node: when it raised, the node did
+        # its work and the decision failed (one failure, counted on the router)
+        router_failed = error is not None and self._failed_router(task, info, error)
         if task.name != START:
-            self.tally.node(source, error is None)
+            self.tally.node(source, error is None or router_failed)
         if error is not None:
-            self._failed_router(task, info, error)
             return
         if result is None and task.writes is None:
             return  # left through Command.PARENT (or was never finished): hands off nothing
@@ -694,19 +708,24 @@ class Oracle:
     ) -> None:
         pending.setdefault((task.ns, target), []).append(p)
 
-    def _failed_router(self, task: _Task, info: _GraphInfo, error: BaseException) -> None:
+    def _failed_router(self, task: _Task, info: _GraphInfo, error: BaseException) -> bool:
+        """Tally a failed decision when a router made the task fail; return whether one did."""
         routers = info.branches.get(task.name, ())
         if not routers:
-            return
+            return False
         frames = {f.f_code for f, _ in traceback.walk_tb(error.__traceback__)}
         for rid, _ in routers:
             if frames & info.router_codes.get(rid, frozenset()):
                 self.tally.router(rid, info.q(task.name), (), type(error).__name__)
-                return
+                return True
         partial = [w for w in task.writes or () if w[0] not in _CONTROL]
-        if partial:  # the node's own update was written, so a later writer (its router) raised
+        if partial or task.name == START:
+            # the node's own update was written (START writes the input), so a later writer,
+            # its router, raised
             rid = routers[0][0]
             self.tally.router(rid, info.q(task.name), (), type(error).__name__)
+            return True
+        return False
 
 
 def _interrupted(events: Iterable[tuple[tuple[str, ...], dict[str, Any]]]) -> bool:

@@ -44,9 +44,7 @@ def _params() -> list[object]:
     return [
         pytest.param(
             name,
-            marks=pytest.mark.xfail(strict=True, reason=f"issue 13: {TODAY[name]}")
-            if name in TODAY
-            else (),
+            marks=(),
         )
         for name in sorted(CASES)
     ]

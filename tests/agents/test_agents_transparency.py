@@ -17,10 +17,6 @@ from .corpus import CASES, Case
 from .harness import adrive, astream_all, drawings, drive, history, instrumented, stream_all
 
 # Cases today's coordgap cannot instrument at all (each a reproducer of issue 13).
-BROKEN = {
-    "error_handler": "issue 13 (3): instrument(compiled) of a graph with "
-    "set_node_defaults(error_handler=...) raises 'already exists'",
-}
 
 
 def _case(name: str) -> Case:
@@ -32,10 +28,7 @@ def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COORDGAP_SPANS", "off")
 
 
-NAMES = [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=BROKEN[n])) if n in BROKEN else n
-    for n in sorted(CASES)
-]
+NAMES = sorted(CASES)
 
 
 @pytest.mark.parametrize("name", NAMES)

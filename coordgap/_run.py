@@ -351,6 +351,7 @@ class Recorder:
             task = CURRENT_TASK.get()
             if task is not None and task.run is outer:
                 link = Link(outer, task.prefix)
+                outer.ledger.add_container(task.site.name)
         run = Run(self, next(self._run_ids), thread, link)
         if thread is not None:
             with self.threads_lock:

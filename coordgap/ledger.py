@@ -16,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import weakref
@@ -331,6 +332,7 @@ class Ledger:
         self._router_sources: dict[str, str] = {}
         self._runs = _Row(5)
         self._internal_errors = 0
+        self._callers: tuple[str, ...] = ()
         _LEDGERS.add(self)
 
     def __call__(self, event: Event) -> None:
@@ -422,6 +424,15 @@ class Ledger:
         """The row counting runs."""
         return self._runs
 
+    def add_container(self, node: str) -> None:
+        """Mark ``node`` as a container: it called an instrumented graph whose components
+        are counted under ``node/`` (the report does not count the node on top of them)."""
+        if node in self._callers or self.topology is None or node in self.topology.subgraphs:
+            return
+        with self.lock:
+            if node not in self._callers:
+                self._callers = (*self._callers, node)
+
     def count_internal_error(self) -> None:
         """Count one error inside coordgap (swallowed so the graph ran on)."""
         with self.lock:
@@ -492,9 +503,15 @@ class Ledger:
             handoffs=MappingProxyType(handoffs),
             routers=MappingProxyType(routers),
             runs=runs,
-            topology=self.topology,
+            topology=self._topology_now(),
             internal_errors=internal,
         )
+
+    def _topology_now(self) -> Topology | None:
+        topology, callers = self.topology, self._callers
+        if topology is None or not callers:
+            return topology
+        return dataclasses.replace(topology, subgraphs=(*topology.subgraphs, *callers))
 
     def reset(self) -> None:
         """Zero every count; the topology is kept."""

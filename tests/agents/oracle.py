@@ -333,6 +333,9 @@ class _Pending:
     channel: str | None = None
     """For a join: its channel; the handoff waits until every source of the join wrote."""
     join_source: str | None = None
+    step: float = float("-inf")
+    """The superstep it was written in: a task of that same superstep (one resumed after an
+    interrupt, say) runs on the state from before it, and does not receive it."""
 
 
 @dataclass
@@ -631,7 +634,11 @@ class Oracle:
                 if set(sources) <= written:
                     complete.add(channel)
         for p in bucket:
-            if p.kind == "send" or (p.channel is not None and p.channel not in complete):
+            if (
+                p.kind == "send"
+                or (p.channel is not None and p.channel not in complete)
+                or p.step >= task.step
+            ):
                 keep.append(p)
             else:
                 self.tally.handoff(p.source, target, p.kind)
@@ -706,6 +713,7 @@ class Oracle:
     def _open(
         self, pending: dict[tuple[str, str], list[_Pending]], task: _Task, target: str, p: _Pending
     ) -> None:
+        p.step = task.step
         pending.setdefault((task.ns, target), []).append(p)
 
     def _failed_router(self, task: _Task, info: _GraphInfo, error: BaseException) -> bool:

@@ -194,7 +194,13 @@ class Run:
         taken: list[Pending] = []
         keep: list[Pending] = []
         if push:
-            sends = [p for p in bucket if p[1] == "send"]
+            # its own Send, written in an earlier superstep (a resumed push task took its
+            # packet in the run it was interrupted in)
+            sends = [
+                p
+                for p in bucket
+                if p[1] == "send" and (step is None or p[5] is None or p[5] < step)
+            ]
             chosen = next((p for p in sends if p[3] is arg), sends[0] if sends else None)
             for p in bucket:
                 (taken if p is chosen else keep).append(p)

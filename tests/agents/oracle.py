@@ -621,7 +621,7 @@ class Oracle:
             return
         if task.push:
             for i, p in enumerate(bucket):
-                if p.kind == "send":
+                if p.kind == "send" and p.step < task.step:
                     self.tally.handoff(p.source, target, p.kind)
                     del bucket[i]
                     return

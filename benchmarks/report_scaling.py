@@ -22,9 +22,9 @@ import time
 import tracemalloc
 from collections.abc import Iterable
 
+from coordgap._ledger import Ledger
+from coordgap._report import report
 from coordgap.events import HandoffOutcome, NodeOutcome, RunOutcome
-from coordgap.ledger import Ledger
-from coordgap.report import report
 
 G = "bench"
 

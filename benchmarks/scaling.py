@@ -133,8 +133,8 @@ def measure_throughput(profile: ScalingProfile, threads: Sequence[int] = THREADS
 
 def measure_ledger_memory(runs: int) -> list[tuple[int, int]]:
     """Feed ``runs`` runs of the 6-node graph's events to a Ledger; return (runs, bytes held)."""
+    from coordgap._ledger import Ledger
     from coordgap.events import HandoffOutcome, NodeOutcome, RunOutcome
-    from coordgap.ledger import Ledger
 
     nodes = [f"n{i}" for i in range(6)]
     path = ["__start__", *nodes, "__end__"]

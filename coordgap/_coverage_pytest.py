@@ -23,12 +23,96 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .coverage import _COLLECTOR, Coverage
+from ._coverage import Coverage, _coverage_of, _Observed
+from ._ledger import _LEDGERS, Ledger
+from .topology import Topology
 
 __all__ = ["CoveragePlugin", "addoption", "configure", "total_of"]
 
 PLUGIN_NAME = "coordgap-coverage"
 _JSON_SCHEMA = "coordgap.coverage-session/1"
+
+
+# -- collecting every instrumented graph of a process -------------------------------------
+
+
+class _Collector:
+    """Holds every ledger created while active, to report coverage per graph at the end.
+
+    New graphs are announced by ``instrument()``'s observer hook
+    (``_instrument.add_observer``); graphs alive when collecting starts are
+    taken from the ledger registry.
+
+    Ledgers are held strongly (a ledger is a few dictionaries; it does not keep
+    its graph alive), because a graph built inside a test is gone by the time
+    the session ends. :meth:`checkpoint` folds the current counts in with
+    ``max``, so counts that a later ``Ledger.reset()`` zeroes still count as
+    exercised.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self.active = False
+        self._ledgers: dict[int, Ledger] = {}
+        self._counts: dict[int, _Observed] = {}
+        self._remove: Any = None
+
+    def start(self) -> None:
+        from ._instrument import add_observer
+
+        with self._lock:
+            if self.active:
+                return
+            self.active = True
+            for ledger in list(_LEDGERS):  # graphs built before the session started
+                self._ledgers.setdefault(id(ledger), ledger)
+        self._remove = add_observer(self._seen)
+
+    def _seen(self, app: Any) -> None:
+        self.add(app.coordgap_ledger)
+
+    def add(self, ledger: Ledger) -> None:
+        with self._lock:
+            if self.active:
+                self._ledgers.setdefault(id(ledger), ledger)
+
+    def checkpoint(self) -> None:
+        with self._lock:
+            ledgers = list(self._ledgers.items())
+        for key, ledger in ledgers:
+            obs = _Observed.of(ledger.snapshot())
+            with self._lock:
+                old = self._counts.get(key)
+                self._counts[key] = obs if old is None else old.combine(obs, "max")
+
+    def stop(self) -> list[Coverage]:
+        """Return one Coverage per distinct graph (name and topology), and forget everything."""
+        if self._remove is not None:
+            self._remove()
+            self._remove = None
+        self.checkpoint()
+        with self._lock:
+            seen = list(self._counts.values())
+            self.active = False
+            self._ledgers.clear()
+            self._counts.clear()
+        groups: dict[tuple[str, Topology | None], _Observed] = {}
+        for obs in seen:
+            key = (obs.graph, obs.topology)
+            groups[key] = obs if key not in groups else groups[key].combine(obs, "sum")
+        out: list[Coverage] = []
+        names: dict[str, int] = {}
+        for (graph, _topo), obs in sorted(groups.items(), key=lambda kv: kv[0][0]):
+            names[graph] = names.get(graph, 0) + 1
+            if names[graph] > 1:  # two different graphs under one name
+                obs.graph = f"{graph} #{names[graph]}"
+            out.append(_coverage_of(obs))
+        return out
+
+
+_COLLECTOR = _Collector()
 
 
 def addoption(parser: Any) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from .ledger import Ledger, LedgerSnapshot
-from .report import Report, report
+from ._ledger import Ledger, LedgerSnapshot
+from ._report import Report, report
 from .semconv import (
     ATTR_COMPONENT,
     ATTR_ESTIMATE,

@@ -34,12 +34,18 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._coverage import coverage
+from ._plan import recommend
+from ._stats import Estimate
 from .errors import CoordgapError
-from .report import ComponentReport, Estimate, Report
 from .semconv import END, ERROR_INVALID_ROUTE, ERROR_UNDELIVERED, START, UNKNOWN_TARGET
 from .topology import handoff_name
+
+if TYPE_CHECKING:
+    # the report renders itself through here (rep.to_html()): its types only
+    from ._report import ComponentReport, Report
 
 __all__ = ["BANDS", "band", "render_html", "render_html_page"]
 
@@ -496,7 +502,7 @@ def _routes_of(rep: Report) -> tuple[_Routes, Any]:
     cov: Any = None
     if rep.snapshot is not None:
         try:
-            cov = rep.coverage
+            cov = coverage(rep)
         except CoordgapError:
             cov = None
     if cov is not None and cov.has_topology:
@@ -1116,7 +1122,7 @@ def _plan(rep: Report) -> tuple[str, str]:
         )
     heading = f"What would reach {target:g}"
     try:
-        plan = rep.recommend(target)
+        plan = recommend(rep, target)
     except (CoordgapError, ValueError, ArithmeticError) as exc:
         return heading, f'<p class="empty">no plan: {_e(exc)}</p>'
     verdict = "reaches" if plan.reached else "cannot reach"
@@ -1139,7 +1145,7 @@ def _plan(rep: Report) -> tuple[str, str]:
     table = _table(["change", "cost", "reliability", "end to end after"], rows, "tnnn")
     foot = (
         '<p class="hint">Retries and fallbacks assume independent attempts; try others with '
-        "<code>rep.what_if(retries=..., perfect=...)</code>.</p>"
+        "<code>coordgap.what_if(rep, retries=..., perfect=...)</code>.</p>"
     )
     return heading, intro + table + foot
 

@@ -13,12 +13,12 @@ from typing import Any, Literal, cast
 from . import _compat as lg
 from . import semconv as sc
 from ._failopen import report_internal_error
+from ._ledger import Ledger
 from ._probes import CacheProbe, GraphSites, NodeSite, RouterProbe, RouterSite, TaskProbe
 from ._run import Recorder
 from .contracts import Capture, Check, Contract, compile_check, declared_contract
 from .errors import ConfigurationError
 from .events import Event, HandoffKind
-from .ledger import Ledger
 from .topology import Topology, handoff_name, parse_handoff
 
 __all__ = ["InstrumentedGraph", "instrument", "ledger", "uninstrument"]
@@ -210,10 +210,12 @@ def instrument(
             report_internal_error("tracer provider", exc, ledger_.count_internal_error)
     histogram = None
     if metrics:
-        from ._metrics import register_metrics
+        from ._gauges import register_report_gauges
+        from ._metrics import meter_of, register_metrics
 
         try:
             histogram = register_metrics(meter_provider, ledger_)
+            register_report_gauges(meter_of(meter_provider), lambda: ledger_)
         except Exception as exc:
             # a broken provider costs metrics, never the graph
             report_internal_error("meter provider", exc, ledger_.count_internal_error)
@@ -556,11 +558,6 @@ def ledger(graph: Any) -> Ledger:
     if isinstance(graph, Ledger):
         return graph
     return _state_of(graph).ledger
-
-
-def ledger_of(obj: Any) -> Ledger:
-    """Return the ledger behind an instrumented graph or a Ledger (for report())."""
-    return ledger(obj)
 
 
 def uninstrument(graph: Any) -> Any:

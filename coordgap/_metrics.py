@@ -24,7 +24,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from . import semconv as sc
-from .ledger import Ledger, LedgerSnapshot
+from ._ledger import Ledger, LedgerSnapshot
 
 DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 """Histogram boundaries in seconds (the SDK's defaults are meant for milliseconds)."""
@@ -109,10 +109,20 @@ def _internal(s: LedgerSnapshot) -> Iterable[tuple[int, dict[str, Any]]]:
     yield s.internal_errors, {sc.ATTR_GRAPH: s.graph}
 
 
-def register_metrics(meter_provider: Any, ledger: Ledger) -> Any:
-    """Create coordgap's instruments on the provider; return the duration histogram."""
+def meter_of(meter_provider: Any) -> Any:
+    """Return coordgap's meter on a provider (OpenTelemetry's global one when None)."""
     provider = meter_provider or metrics.get_meter_provider()
-    meter = provider.get_meter(sc.SCOPE_NAME)
+    return provider.get_meter(sc.SCOPE_NAME)
+
+
+def register_metrics(meter_provider: Any, ledger: Ledger) -> Any:
+    """Create coordgap's counters and duration histogram; return the histogram.
+
+    The report gauges (``coordgap._gauges``) compute a report at each collection; they
+    are registered beside these by ``instrument()``, not here: a sink does not reach up
+    into the report.
+    """
+    meter = meter_of(meter_provider)
     snap = ledger.snapshot
     counters = (
         (sc.METRIC_NODE_EXECUTIONS, _node_executions, "Node executions by outcome, after retries."),
@@ -134,12 +144,6 @@ def register_metrics(meter_provider: Any, ledger: Ledger) -> Any:
             unit=sc.UNIT_COUNT,
             description=description,
         )
-    try:
-        from ._gauges import register_report_gauges
-    except ImportError:
-        pass
-    else:
-        register_report_gauges(meter, lambda: ledger)
     return durations
 
 

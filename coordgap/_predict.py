@@ -19,12 +19,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ._chain import Chain, Diverged, Edge, Group, State
 from ._stats import jeffreys, log_variance
 from .semconv import END, ERROR_UNDELIVERED, START, UNKNOWN_TARGET
 from .topology import handoff_name
+
+if TYPE_CHECKING:
+    from ._report import Report
 
 __all__ = [
     "Param",
@@ -558,3 +561,40 @@ def _interval(
     g, rg, _ = chain.gradient(th, sol)
     sd = math.sqrt(log_variance_of(chain, smooth, v, g, rg))
     return 0.0, min(1.0, v * math.exp(z * sd))
+
+
+# -- a report's chain and parameters (what-if and planning re-solve them) -------------------
+
+
+def chain_of(rep: Report) -> Chain:
+    """Return the chain of a report, rebuilding it for a report saved before it carried one.
+
+    A ``coordgap.report/1`` file has counts and visits but no chain: a ledger report's
+    chain is rebuilt from its counts, an audit's is the product of ``r^visits``.
+    """
+    if rep.chain is not None:
+        return rep.chain
+    comps = list(rep.components)
+    if rep.basis == "ledger" and rep.end_to_end.finished > 0:
+        return chain_from_counts(comps, runs=rep.end_to_end.finished).chain
+    return flat_chain(
+        {param_key(c.kind, c.name): c.visits for c in comps if c.in_product}.keys(),
+        {param_key(c.kind, c.name): c.visits for c in comps if c.in_product},
+    )
+
+
+def params_of(rep: Report) -> dict[str, Param]:
+    """Return the chain parameters of a report's components (counts, or given values)."""
+    out: dict[str, Param] = {}
+    for c in rep.components:
+        key = param_key(c.kind, c.name)
+        r = c.reliability
+        if r.value is None:
+            continue
+        if r.method == "given" or c.executions <= 0:
+            out[key] = Param(key, c.kind, r.value, 0.0, c.kind != "node")
+        elif c.target == UNKNOWN_TARGET:
+            out[key] = Param(key, c.kind, r.value, 0.0, True, r.value)
+        else:
+            out[key] = Param.measured(key, c.kind, c.executions - c.failures, c.executions)
+    return out

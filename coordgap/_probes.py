@@ -31,11 +31,11 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from . import _compat as lg
 from . import semconv as sc
+from ._ledger import count_handoff, count_node, count_router
 from ._run import CURRENT_RUN, CURRENT_TASK, Pending, Recorder, Run, Task
 from .contracts import Check, Violation
 from .errors import ContractViolation
 from .events import HandoffKind, HandoffOutcome, NodeOutcome, RouterOutcome
-from .ledger import count_handoff, count_node, count_router
 
 _time_ns = time.time_ns
 

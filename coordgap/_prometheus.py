@@ -18,8 +18,8 @@ import re
 from collections.abc import Iterator
 from types import MappingProxyType
 
+from ._ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
 from .errors import ConfigurationError
-from .ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
 from .semconv import (
     ATTR_FIRST_ATTEMPT,
     ATTR_GRAPH,

@@ -34,9 +34,9 @@ from opentelemetry import context as otel_context
 from . import _compat as lg
 from . import semconv as sc
 from ._failopen import report_internal_error
+from ._ledger import Ledger, count_run
 from .contracts import Capture
 from .events import Event, HandoffKind, HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
-from .ledger import Ledger, count_run
 
 _time_ns = time.time_ns
 

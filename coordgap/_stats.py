@@ -1,18 +1,27 @@
 """The statistics behind every interval: Wilson, Newcombe, Jeffreys-smoothed variances.
 
-Pure Python and the standard library; no I/O, no LangGraph, no OpenTelemetry. The report
-(``coordgap.report``) and the planner (``coordgap.whatif``) use these; ``wilson_interval``
-is public through ``coordgap.report``.
+Pure Python and the standard library; no I/O, no LangGraph, no OpenTelemetry. The report,
+the planner and the renderers use these; :class:`Estimate` and ``wilson_interval`` are
+public (``coordgap.Estimate``, ``coordgap.wilson_interval``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from statistics import NormalDist
 
 from .errors import ConfigurationError
 
-__all__ = ["jeffreys", "log_variance", "newcombe", "proportion_variance", "wilson_interval", "z"]
+__all__ = [
+    "Estimate",
+    "jeffreys",
+    "log_variance",
+    "newcombe",
+    "proportion_variance",
+    "wilson_interval",
+    "z",
+]
 
 
 def z(confidence: float) -> float:
@@ -116,3 +125,34 @@ def proportion_variance(successes: float, n: float) -> float:
         return 0.0
     p = jeffreys(successes, n)
     return p * (1.0 - p) / n
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A point estimate with its interval.
+
+    ``value`` is None when there is no data. ``method`` says how the interval
+    was made: ``wilson`` (a proportion), ``delta-log`` (predicted end to end:
+    the delta method on the logarithm of the chain's solution), ``given`` (an
+    audit input, no uncertainty) or ``none``.
+    """
+
+    value: float | None
+    low: float
+    high: float
+    method: str = "wilson"
+
+    def __float__(self) -> float:
+        if self.value is None:
+            return math.nan
+        return self.value
+
+    def contains(self, x: float) -> bool:
+        """Return True when ``x`` lies in the interval (bounds included)."""
+        return self.low <= x <= self.high
+
+    @classmethod
+    def proportion(cls, successes: int, n: int, confidence: float) -> Estimate:
+        """Return successes / n with its Wilson interval (value None when n is 0)."""
+        low, high = wilson_interval(successes, n, confidence)
+        return cls(None if n <= 0 else successes / n, low, high, "wilson")

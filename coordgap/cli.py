@@ -25,9 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._ledger import LedgerSnapshot
+from ._plan import Ref, recommend
+from ._report import Report, report
 from .errors import ConfigurationError
-from .ledger import LedgerSnapshot
-from .report import Report, report
 
 __all__ = ["main"]
 
@@ -110,13 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     fmt(w)
     w.set_defaults(run=_cmd_watch)
 
-    from .whatif import add_what_if_arguments, run_what_if
 
     wi = sub.add_parser(
         "what-if", help="predict end to end after retries, fallbacks or hardened handoffs"
     )
-    add_what_if_arguments(wi)
-    wi.set_defaults(run=run_what_if)
+    _add_what_if_arguments(wi)
+    wi.set_defaults(run=_cmd_what_if)
     return p
 
 
@@ -248,7 +248,7 @@ def _import_target(spec: str) -> Any:
 
 
 def _cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
-    from .audit import audit
+    from ._audit import audit
 
     graph = _import_target(args.target)
     visits = _pairs(args.visits, "visits")
@@ -321,4 +321,96 @@ def _cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
                 live.update(frame(), refresh=True)
     except (KeyboardInterrupt, BrokenPipeError):
         pass
+    return 0
+
+
+# -- what-if ------------------------------------------------------------------------------
+
+
+def _name_values(items: Sequence[str] | None, what: str) -> dict[str, str]:
+    """Parse repeated ``name=value`` options (``--retries analyze=3``), commas allowed."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        for part in item.split(","):
+            name, sep, value = part.rpartition("=")
+            if not sep or not name.strip() or not value.strip():
+                raise ConfigurationError(f"--{what} takes name=value (got {part!r})")
+            out[name.strip()] = value.strip()
+    return out
+
+
+def _add_what_if_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a saved report (Report.to_json) or ledger snapshot (to_dict)")
+    p.add_argument("--retries", action="append", metavar="NODE=ATTEMPTS", help="e.g. analyze=3")
+    p.add_argument(
+        "--perfect", action="append", metavar="COMPONENT", help="e.g. 'retrieve -> analyze'"
+    )
+    p.add_argument(
+        "--reliability", action="append", metavar="COMPONENT=R", help="e.g. synthesize=0.99"
+    )
+    p.add_argument(
+        "--fallback",
+        action="append",
+        metavar="COMPONENT=R|PATH",
+        help="e.g. analyze=0.9 or 'a -> b=a -> c -> b'",
+    )
+    p.add_argument("--target", type=float, help="also print the cheapest plan reaching TARGET")
+    p.add_argument(
+        "--on",
+        choices=("low", "point"),
+        default="low",
+        help="plan on the lower bound of predicted (default) or on the point estimate",
+    )
+    p.add_argument("--max-attempts", type=int, default=5, help="most attempts a plan may propose")
+    p.add_argument("--format", "-f", choices=("text", "json"), default="text")
+
+
+def _number_or_path(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _cmd_what_if(args: argparse.Namespace, out: TextIO) -> int:
+    rep = _load(args.file)
+    retries = {}
+    for name, value in _name_values(args.retries, "retries").items():
+        try:
+            retries[name] = int(value)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"--retries {name}={value}: attempts must be an integer"
+            ) from exc
+    reliability: dict[Ref, float] = {}
+    for name, value in _name_values(args.reliability, "reliability").items():
+        try:
+            reliability[name] = float(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"--reliability {name}={value}: not a number") from exc
+    fallback: dict[Ref, float | str] = {}
+    for item in args.fallback or ():
+        # The component may itself contain "->": split at the first "=".
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigurationError(f"--fallback takes component=reliability|path (got {item!r})")
+        fallback[name.strip()] = _number_or_path(value.strip())
+    perfect = [p.strip() for item in args.perfect or () for p in item.split(",") if p.strip()]
+    from .whatif import what_if
+
+    result = what_if(
+        rep, retries=retries, fallback=fallback, perfect=perfect, reliability=reliability
+    )
+    plan = None
+    if args.target is not None:
+        plan = recommend(rep, args.target, max_attempts=args.max_attempts, on=args.on)
+    if args.format == "json":
+        data: dict[str, Any] = {"what_if": result.to_dict()}
+        if plan is not None:
+            data["plan"] = plan.to_dict()
+        out.write(json.dumps(data, indent=2) + "\n")
+    else:
+        out.write(result.to_text() + "\n")
+        if plan is not None:
+            out.write(plan.to_text() + "\n")
     return 0

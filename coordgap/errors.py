@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .report import Comparison
+    from ._report import Comparison
     from .testing import ThresholdCheck
 
 __all__ = ["ConfigurationError", "ContractViolation", "CoordgapError", "ReliabilityError"]

@@ -42,9 +42,9 @@ from types import MappingProxyType
 from typing import Any
 
 from . import semconv as sc
+from ._ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
 from ._prometheus import prometheus_name as prom_name
 from .errors import ConfigurationError
-from .ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
 
 __all__ = ["fleet_snapshot", "promql", "snapshot_from_samples"]
 

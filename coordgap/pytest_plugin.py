@@ -316,7 +316,7 @@ class _SessionReport:
         if self._remove is not None:
             self._remove()
             self._remove = None
-        from .ledger import LedgerSnapshot
+        from ._ledger import LedgerSnapshot
         from .testing import _BaselineMode, merge_snapshots, write_baseline
 
         _BaselineMode.saving = False
@@ -331,7 +331,7 @@ class _SessionReport:
         for snap in snaps:
             if snap.runs.runs or any(n.executions for n in snap.nodes.values()):
                 by_graph.setdefault(snap.graph, []).append(snap)
-        from .report import report
+        from ._report import report
 
         self.reports = [report(merge_snapshots(group)) for _, group in sorted(by_graph.items())]
         if self.report_file:

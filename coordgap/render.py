@@ -11,37 +11,26 @@ still read) so reports saved as baselines can be read back by later versions::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ._chain import Chain
-from .errors import ConfigurationError
-from .report import (
-    SCHEMA,
-    SCHEMA_V1,
-    Comparison,
-    ComponentReport,
-    EndToEnd,
-    Estimate,
-    Report,
-    _freeze,
-)
+from ._stats import Estimate
 from .semconv import END, START, UNKNOWN_TARGET
+
+if TYPE_CHECKING:
+    # the report is built above this module (its methods render through here): types only
+    from ._report import Comparison, ComponentReport, EndToEnd, Report
 
 __all__ = [
     "fmt",
     "fmt_signed",
     "render_comparison",
-    "render_json",
     "render_markdown",
     "render_mermaid",
     "render_text",
-    "report_from_json",
-    "report_to_dict",
 ]
 
 _RED, _YELLOW, _GREEN, _BOLD, _DIM, _RESET = (
@@ -418,213 +407,6 @@ def render_markdown(rep: Report) -> str:
 
 
 # -- JSON ----------------------------------------------------------------------------------------
-
-
-def _est(e: Estimate | None) -> dict[str, Any] | None:
-    if e is None:
-        return None
-    return {"value": e.value, "low": e.low, "high": e.high, "method": e.method}
-
-
-def report_to_dict(rep: Report) -> dict[str, Any]:
-    """Return the JSON-ready dict of a report (schema ``coordgap.report/2``)."""
-    e = rep.end_to_end
-    return {
-        "schema": SCHEMA,
-        "graph": rep.graph,
-        "basis": rep.basis,
-        "confidence": rep.confidence,
-        "visits_method": rep.visits_method,
-        "end_to_end": {
-            "observed": _est(e.observed),
-            "predicted": _est(e.predicted),
-            "naive": _est(e.naive),
-            "run_errors": _est(e.run_errors),
-            "runs": e.runs,
-            "finished": e.finished,
-            "clean": e.clean,
-            "ok": e.ok,
-            "error": e.error,
-            "interrupted": e.interrupted,
-            "error_types": dict(e.error_types),
-            "error_at": dict(e.error_at),
-        },
-        "findings": list(rep.findings),
-        "naive": rep.naive,
-        "gap": rep.gap,
-        "components": [
-            {
-                "kind": c.kind,
-                "name": c.name,
-                "source": c.source,
-                "target": c.target,
-                "executions": c.executions,
-                "failures": c.failures,
-                "reliability": _est(c.reliability),
-                "first_attempt": _est(c.first_attempt),
-                "visits": c.visits,
-                "in_product": c.in_product,
-                "attempts": c.attempts,
-                "attempt_failures": c.attempt_failures,
-                "contract_failures": c.contract_failures,
-                "faults": c.faults,
-                "error_types": dict(c.error_types),
-                "kinds": dict(c.kinds),
-                "targets": dict(c.targets),
-                "gap_share": c.gap_share,
-                "if_perfect": c.if_perfect,
-                "gain": c.gain,
-                "max_attempts": c.max_attempts,
-            }
-            for c in rep.components
-        ],
-        "weakest": [[c.kind, c.name] for c in rep.weakest],
-        "notes": list(rep.notes),
-        "internal_errors": rep.internal_errors,
-        "chain": None if rep.chain is None else rep.chain.to_dict(),
-    }
-
-
-def render_json(rep: Report, *, indent: int | None = 2) -> str:
-    """Return the report as JSON; :func:`report_from_json` reads it back unchanged.
-
-    Example::
-
-        Path("baseline.json").write_text(render_json(rep))
-    """
-    return json.dumps(report_to_dict(rep), indent=indent, sort_keys=False, allow_nan=False)
-
-
-def _corrupt(why: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"not a readable coordgap report ({why}); write reports with Report.to_json() or "
-        "`coordgap report --format json`, and do not edit them by hand"
-    )
-
-
-def _read_est(data: Any) -> Estimate:
-    if not isinstance(data, Mapping):
-        raise _corrupt("an estimate is not an object")
-    value = data["value"]
-    return Estimate(
-        None if value is None else float(value),
-        float(data["low"]),
-        float(data["high"]),
-        str(data["method"]),
-    )
-
-
-def report_from_dict(data: Mapping[str, Any]) -> Report:
-    """Rebuild a report from :func:`report_to_dict` output (schema checked)."""
-    schema = data.get("schema") if isinstance(data, Mapping) else None
-    if schema not in (SCHEMA, SCHEMA_V1):
-        if isinstance(schema, str) and schema.startswith("coordgap.report/"):
-            raise ConfigurationError(
-                f"this report was written with schema {schema!r}, but this coordgap reads "
-                f"{SCHEMA!r}; install the coordgap version that wrote it, or re-create the "
-                "report from the ledger with this version"
-            )
-        raise _corrupt(f'no "schema": {SCHEMA!r} field')
-    try:
-        comps = []
-        for c in data["components"]:
-            fa = c.get("first_attempt")
-            comps.append(
-                ComponentReport(
-                    kind=c["kind"],
-                    name=str(c["name"]),
-                    executions=int(c["executions"]),
-                    failures=int(c["failures"]),
-                    reliability=_read_est(c["reliability"]),
-                    visits=float(c["visits"]),
-                    in_product=bool(c["in_product"]),
-                    source=c.get("source"),
-                    target=c.get("target"),
-                    first_attempt=None if fa is None else _read_est(fa),
-                    attempts=int(c.get("attempts", 0)),
-                    attempt_failures=int(c.get("attempt_failures", 0)),
-                    contract_failures=int(c.get("contract_failures", 0)),
-                    faults=int(c.get("faults", 0)),
-                    error_types=_proxy(c.get("error_types", {})),
-                    kinds=_proxy(c.get("kinds", {})),
-                    targets=_proxy(c.get("targets", {})),
-                    gap_share=None if c.get("gap_share") is None else float(c["gap_share"]),
-                    if_perfect=None if c.get("if_perfect") is None else float(c["if_perfect"]),
-                    gain=float(c.get("gain", 0.0)),
-                    max_attempts=int(c.get("max_attempts", 1)),
-                )
-            )
-            if comps[-1].kind not in ("node", "handoff", "router"):
-                raise _corrupt(f"unknown component kind {comps[-1].kind!r}")
-        if data["basis"] not in ("ledger", "audit", "what-if"):
-            raise _corrupt(f"unknown basis {data['basis']!r}")
-        e = data["end_to_end"]
-        end_to_end = EndToEnd(
-            observed=_read_est(e["observed"]),
-            predicted=_read_est(e["predicted"]),
-            naive=_read_est(e["naive"]),
-            run_errors=_read_est(e["run_errors"]),
-            runs=int(e["runs"]),
-            finished=int(e["finished"]),
-            clean=int(e["clean"]),
-            ok=int(e["ok"]),
-            error=int(e["error"]),
-            interrupted=int(e["interrupted"]),
-            error_types=_proxy(e.get("error_types", {})),
-            error_at=_proxy(e.get("error_at", {})),
-        )
-        weakest = [(str(k), str(n)) for k, n in data.get("weakest", [])]
-        known = {(c.kind, c.name) for c in comps}
-        if any(ref not in known for ref in weakest):
-            raise _corrupt("'weakest' names a component that is not in 'components'")
-        return _freeze(
-            graph=str(data["graph"]),
-            basis=data["basis"],
-            confidence=float(data["confidence"]),
-            components=comps,
-            end_to_end=end_to_end,
-            visits_method=data.get("visits_method", "flow"),
-            notes=tuple(str(n) for n in data.get("notes", [])),
-            internal_errors=int(data.get("internal_errors", 0)),
-            weakest=weakest,
-            findings=tuple(str(f) for f in data.get("findings", [])),
-            chain=None if data.get("chain") is None else Chain.from_dict(data["chain"]),
-        )
-    except ConfigurationError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise _corrupt(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _proxy(data: Any) -> Mapping[str, int]:
-    from types import MappingProxyType
-
-    if not isinstance(data, Mapping):
-        raise _corrupt("a count table is not an object")
-    return MappingProxyType({str(k): int(v) for k, v in data.items()})
-
-
-def report_from_json(text: str | bytes) -> Report:
-    """Rebuild a report from :func:`render_json` output.
-
-    Raises:
-        ConfigurationError: the text is not JSON, not a coordgap report, or
-            uses another schema version; the message says what to do.
-
-    Example::
-
-        rep = report_from_json(Path("baseline.json").read_text())
-    """
-    try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _corrupt(f"invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _corrupt("the top level is not an object")
-    return report_from_dict(data)
-
-
-# -- Mermaid -----------------------------------------------------------------------------------
 
 
 def _mm(text: str) -> str:

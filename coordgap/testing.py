@@ -31,12 +31,12 @@ from statistics import NormalDist
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._ledger import Ledger, LedgerSnapshot
 from .errors import ConfigurationError, ReliabilityError
 from .events import Event
-from .ledger import Ledger, LedgerSnapshot
 
 if TYPE_CHECKING:
-    from .report import Report
+    from ._report import Report
 
 __all__ = [
     "LedgerScope",
@@ -220,7 +220,7 @@ class LedgerScope:
 
     def report(self, graph: str | None = None, *, confidence: float = 0.95) -> Report:
         """Return the report of the only graph (or the one named ``graph``)."""
-        from .report import report
+        from ._report import report
 
         return report(self.ledger(graph), confidence=confidence)
 
@@ -404,7 +404,7 @@ def _threshold(value: Any, what: str) -> float | None:
 
 
 def _reports_of(source: Any, confidence: float) -> list[Report]:
-    from .report import Report, report
+    from ._report import Report, report
 
     if isinstance(source, Report):
         return [source]
@@ -427,7 +427,7 @@ def _check(
     z: float,
     per_run: float,
 ) -> ThresholdCheck:
-    from .report import wilson_interval
+    from ._report import wilson_interval
 
     low, high = wilson_interval(successes, n, confidence)
     more = None
@@ -464,7 +464,7 @@ def _checks_for(
             _check(rep.graph, "end to end", "observed", e2e.clean, e2e.finished,
                    end_to_end, confidence, z, 1.0)
         )  # fmt: skip
-    from ._names import handoff_pair
+    from .topology import handoff_pair
 
     named: dict[tuple[str, Any], float] = {}
     for key, value in per.items():
@@ -736,7 +736,7 @@ def load_baseline(path: str | os.PathLike[str], graph: str | None = None) -> Rep
         ConfigurationError: the file is missing, is not a coordgap report, or
             holds no report for ``graph``.
     """
-    from .report import Report
+    from ._report import Report
 
     p = Path(path)
     try:
@@ -794,8 +794,8 @@ def assert_no_regression(
         coordgap.assert_no_regression(app, baseline="tests/reliability-baseline.json")
     """
     __tracebackhide__ = True
+    from ._report import Report, report
     from .render import fmt
-    from .report import Report, report
 
     if isinstance(source, Report):
         current_graph = source.graph

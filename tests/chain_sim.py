@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from coordgap.ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
+from coordgap._ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
 from coordgap.topology import DeclaredHandoff, DeclaredRouter, Topology
 
 START, END = "__start__", "__end__"

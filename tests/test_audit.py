@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from coordgap.audit import audit
+from coordgap._audit import audit
 from coordgap.errors import ConfigurationError
 from coordgap.topology import DeclaredHandoff as H
 from coordgap.topology import DeclaredRouter as R

@@ -158,8 +158,8 @@ def test_router_names_and_targets_come_from_the_graph(
 def test_the_error_type_cap_holds_under_threads() -> None:
     import threading
 
+    from coordgap._ledger import Ledger
     from coordgap._run import Recorder
-    from coordgap.ledger import Ledger
 
     for _ in range(20):
         rec = Recorder(

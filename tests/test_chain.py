@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordgap._chain import Chain, Edge, Group, State
+from coordgap._ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
 from coordgap._predict import Param, chain_from_counts, flat_chain, predict
-from coordgap.ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
-from coordgap.report import report
+from coordgap._report import report
 from coordgap.topology import DeclaredHandoff, Topology
 
 S, E = "__start__", "__end__"

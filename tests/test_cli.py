@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from coordgap import cli
+from coordgap._ledger import Ledger
 from coordgap._prometheus import _parse, snapshot_from_prometheus_text
+from coordgap._report import report
 from coordgap.errors import ConfigurationError
 from coordgap.events import HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
-from coordgap.ledger import Ledger
-from coordgap.report import report
 from coordgap.semconv import (
     METRIC_HANDOFF_TRANSFERS,
     METRIC_NODE_ATTEMPTS,

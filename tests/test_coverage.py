@@ -13,9 +13,10 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
 import coordgap
-from coordgap.coverage import _COLLECTOR, Coverage, coverage
+from coordgap._coverage import Coverage, coverage
+from coordgap._coverage_pytest import _COLLECTOR
+from coordgap._ledger import LedgerSnapshot
 from coordgap.errors import ConfigurationError
-from coordgap.ledger import LedgerSnapshot
 
 
 def run(builder: StateGraph, runs: int = 20, name: str = "research") -> Any:
@@ -245,7 +246,7 @@ def test_collector_keeps_graphs_that_died_and_counts_that_were_reset() -> None:
 
 
 def test_a_report_without_its_snapshot_is_a_configuration_error() -> None:
-    from coordgap.report import report
+    from coordgap._report import report
 
     rep = report(run(research_agent(), runs=1))
     if isinstance(getattr(rep, "snapshot", None), LedgerSnapshot):

@@ -17,8 +17,8 @@ from typing_extensions import NotRequired, TypedDict
 
 import coordgap
 from coordgap import faults
+from coordgap._report import wilson_interval
 from coordgap.faults import FaultPlan, InjectedFault
-from coordgap.report import wilson_interval
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.0, jitter=False, retry_on=InjectedFault)
 

@@ -24,8 +24,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import coordgap
 from coordgap import semconv as sc
+from coordgap._ledger import LedgerSnapshot
 from coordgap.fleet import fleet_snapshot, promql, snapshot_from_samples
-from coordgap.ledger import LedgerSnapshot
 
 
 class S(TypedDict, total=False):

@@ -40,9 +40,9 @@ from pydantic import BaseModel
 import coordgap
 from coordgap import cli, faults
 from coordgap._html import PALETTES, render_html_page
+from coordgap._ledger import Ledger
+from coordgap._report import Report, report
 from coordgap.events import HandoffOutcome, NodeOutcome, RunOutcome
-from coordgap.ledger import Ledger
-from coordgap.report import Report, report
 
 pytest_plugins = ["pytester"]
 

@@ -195,9 +195,9 @@ def test_1000_concurrent_asyncio_runs_lose_no_count() -> None:
 
 def test_recorder_level_load_over_ten_thousand_runs() -> None:
     """32 threads emit 12,800+ runs of events straight into one recorder: exact totals."""
+    from coordgap._ledger import Ledger
     from coordgap._run import Recorder
     from coordgap.events import HandoffOutcome, NodeOutcome, RunOutcome
-    from coordgap.ledger import Ledger
 
     reader = InMemoryMetricReader()
     from coordgap._metrics import register_metrics

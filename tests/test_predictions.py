@@ -21,7 +21,7 @@ import statistics
 import pytest
 from chain_sim import ROWS, Row, sample, simulate, truth_by_enumeration
 
-from coordgap.report import NOT_INDEPENDENT, Report, report
+from coordgap._report import NOT_INDEPENDENT, Report, report
 
 LONG = os.environ.get("COORDGAP_SIM") == "long"
 HISTORY_FREE = [name for name, row in ROWS.items() if row.history_free]

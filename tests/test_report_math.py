@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coordgap._ledger import HandoffStats, Ledger, LedgerSnapshot, NodeStats, RunStats
+from coordgap._report import Estimate, Report, _solve_visits, report, wilson_interval
 from coordgap.errors import ConfigurationError
 from coordgap.events import HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
-from coordgap.ledger import HandoffStats, Ledger, LedgerSnapshot, NodeStats, RunStats
-from coordgap.report import Estimate, Report, _solve_visits, report, wilson_interval
 from coordgap.topology import DeclaredHandoff, Topology
 
 G = "g"

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coordgap._ledger import Ledger
+from coordgap._report import Report, render_json, report
 from coordgap.errors import ConfigurationError
 from coordgap.events import HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
-from coordgap.ledger import Ledger
-from coordgap.render import render_json, render_mermaid, render_text
-from coordgap.report import Report, report
+from coordgap.render import render_mermaid, render_text
 
 G = "research"
 
@@ -289,7 +289,7 @@ def recursion_ledger() -> Ledger:
 def test_runs_that_raised_with_no_component_failing_are_named_everywhere() -> None:
     import dataclasses
 
-    from coordgap.ledger import RunStats
+    from coordgap._ledger import RunStats
 
     snap = recursion_ledger().snapshot()
     runs = dataclasses.replace(snap.runs, error_at={"researcher": 3})

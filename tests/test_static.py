@@ -37,3 +37,17 @@ def test_mypy_strict_is_clean() -> None:
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_import_layers_are_kept() -> None:
+    """lint-imports (the layers contract in pyproject.toml): every module imports only the
+    layers below it, so data flows one way: graph -> interception -> ledger -> sinks ->
+    report -> planning, rendering, CLI, pytest plugin."""
+    tool = Path(sys.executable).with_name("lint-imports")
+    if not tool.exists():
+        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+    out = subprocess.run(
+        [str(tool), "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 kept, 0 broken" in out.stdout, out.stdout

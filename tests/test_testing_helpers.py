@@ -13,9 +13,9 @@ from typing_extensions import TypedDict
 
 import coordgap
 from coordgap import faults
+from coordgap._ledger import Ledger
+from coordgap._report import report, wilson_interval
 from coordgap.events import HandoffOutcome, NodeOutcome, RunOutcome
-from coordgap.ledger import Ledger
-from coordgap.report import report, wilson_interval
 from coordgap.testing import (
     LedgerScope,
     assert_no_regression,
@@ -172,7 +172,7 @@ def test_audit_reports_are_refused() -> None:
         else None
     )
     if rep is None:
-        from coordgap.audit import audit
+        from coordgap._audit import audit
 
         rep = audit(build(), nodes={"a": 0.99, "b": 0.99})
     with pytest.raises(coordgap.ConfigurationError, match="audit"):

@@ -12,14 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import coordgap
-from coordgap.audit import audit
+from coordgap import cli
+from coordgap._audit import audit
+from coordgap._ledger import Ledger
+from coordgap._report import Report, report
 from coordgap.errors import ConfigurationError
 from coordgap.events import NodeOutcome, RunOutcome
-from coordgap.ledger import Ledger
-from coordgap.report import Report, report
 from coordgap.semconv import END, START
 from coordgap.topology import DeclaredHandoff, Topology
-from coordgap.whatif import recommend, retried, what_if, what_if_command
+from coordgap.whatif import recommend, retried, what_if
 
 PROPS = settings(max_examples=60, deadline=None, derandomize=True)
 DESIGN = {"retrieve": 0.98, "analyze": 0.96, "cross_check": 0.97, "synthesize": 0.95}
@@ -281,13 +282,22 @@ def test_recommend_cannot_fix_a_node_that_always_fails() -> None:
 def test_cli_what_if_on_a_saved_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "report.json"
     path.write_text(design().to_json())
-    code = what_if_command(
-        [str(path), "--retries", "analyze=3", "--perfect", "retrieve->analyze", "--target", "0.95"]
+    code = cli.main(
+        [
+            "what-if",
+            str(path),
+            "--retries",
+            "analyze=3",
+            "--perfect",
+            "retrieve->analyze",
+            "--target",
+            "0.95",
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0
     assert "analyze with 3 attempts" in out and "plan reaches 0.950" in out
-    code = what_if_command([str(path), "--reliability", "synthesize=0.99", "-f", "json"])
+    code = cli.main(["what-if", str(path), "--reliability", "synthesize=0.99", "-f", "json"])
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     assert data["what_if"]["after"]["predicted"] == pytest.approx(design().predicted * 0.99 / 0.95)
@@ -296,9 +306,9 @@ def test_cli_what_if_on_a_saved_report(tmp_path: Path, capsys: pytest.CaptureFix
 def test_cli_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "report.json"
     path.write_text(design().to_json())
-    assert what_if_command([str(path), "--retries", "analyze"]) == 2
-    assert what_if_command([str(path), "--retries", "nope=2"]) == 2
-    assert what_if_command([str(tmp_path / "missing.json")]) == 2
+    assert cli.main(["what-if", str(path), "--retries", "analyze"]) == 2
+    assert cli.main(["what-if", str(path), "--retries", "nope=2"]) == 2
+    assert cli.main(["what-if", str(tmp_path / "missing.json")]) == 2
     assert "error" in capsys.readouterr().err
 
 
@@ -367,7 +377,7 @@ def test_plans_on_the_lower_bound_reach_their_target_at_the_true_rates() -> None
 
 
 def test_no_runs_means_no_data_not_a_plan_on_nothing() -> None:
-    from coordgap.ledger import Ledger as _Ledger
+    from coordgap._ledger import Ledger as _Ledger
 
     empty = report(_Ledger("empty"))
     plan = recommend(empty, 0.9)

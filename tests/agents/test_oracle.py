@@ -570,7 +570,7 @@ def test_ambiguous_kinds_accept_any_of_their_options() -> None:
 def test_ledger_view_reads_a_coordgap_snapshot() -> None:
     from types import MappingProxyType
 
-    from coordgap.ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
+    from coordgap._ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
 
     snap = LedgerSnapshot(
         graph="g",

@@ -304,7 +304,8 @@ def test_9_report_spells_an_unknown_target_as_every_api_does() -> None:
 
 
 def test_9_every_name_the_report_prints_is_accepted_by_what_if(tmp_path: Any) -> None:
-    from coordgap.whatif import what_if, what_if_command
+    from coordgap import cli
+    from coordgap.whatif import what_if
 
     rep = _ghost_report()
     text = rep.to_text(color=False)
@@ -318,7 +319,7 @@ def test_9_every_name_the_report_prints_is_accepted_by_what_if(tmp_path: Any) ->
     path.write_text(rep.to_json())
     for name in printed:
         what_if(rep, perfect=[name])
-        assert what_if_command([str(path), "--perfect", name]) == 0
+        assert cli.main(["what-if", str(path), "--perfect", name]) == 0
 
 
 def test_9_contracts_address_inner_nodes_by_their_report_name() -> None:

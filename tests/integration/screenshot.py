@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import coordgap
-from coordgap.report import Report
+from coordgap._report import Report
 
 from .browser import chromium, ensure_chromium, playwright_installed, screenshot
 

@@ -23,7 +23,7 @@ from coverage_graphs import research_agent
 from langgraph.graph import END, START, StateGraph
 
 import coordgap
-from coordgap.report import Report
+from coordgap._report import Report
 
 from . import browser, servers
 from .screenshot import example_report

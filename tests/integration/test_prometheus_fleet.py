@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 import coordgap
+from coordgap._ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
+from coordgap._report import report
 from coordgap.fleet import fleet_snapshot
-from coordgap.ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
-from coordgap.report import report
 
 from . import servers
 

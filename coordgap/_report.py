@@ -28,22 +28,35 @@ can be tested on hand-built snapshots::
 from __future__ import annotations
 
 import dataclasses
-import math
+import json
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from . import _chain
 from ._chain import Chain
-from ._predict import Param, Prediction, chain_from_counts, flat_chain, param_key, predict
+from ._ledger import Ledger, LedgerSnapshot
+from ._predict import (
+    Param,
+    Prediction,
+    chain_from_counts,
+    flat_chain,
+    param_key,
+    predict,
+)
+from ._stats import Estimate, wilson_interval
 from ._stats import newcombe as _newcombe
-from ._stats import wilson_interval
 from ._stats import z as _z
 from .errors import ConfigurationError
-from .ledger import Ledger, LedgerSnapshot
 from .semconv import START, UNKNOWN_TARGET
 from .topology import handoff_name
+
+if TYPE_CHECKING:
+    from ._coverage import Coverage
+    from ._plan import Plan
+    from .whatif import WhatIf
 
 __all__ = [
     "Change",
@@ -79,37 +92,6 @@ _gauss = _chain.gauss
 
 
 # -- intervals ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """A point estimate with its interval.
-
-    ``value`` is None when there is no data. ``method`` says how the interval
-    was made: ``wilson`` (a proportion), ``delta-log`` (predicted end to end:
-    the delta method on the logarithm of the chain's solution), ``given`` (an
-    audit input, no uncertainty) or ``none``.
-    """
-
-    value: float | None
-    low: float
-    high: float
-    method: str = "wilson"
-
-    def __float__(self) -> float:
-        if self.value is None:
-            return math.nan
-        return self.value
-
-    def contains(self, x: float) -> bool:
-        """Return True when ``x`` lies in the interval (bounds included)."""
-        return self.low <= x <= self.high
-
-    @classmethod
-    def proportion(cls, successes: int, n: int, confidence: float) -> Estimate:
-        """Return successes / n with its Wilson interval (value None when n is 0)."""
-        low, high = wilson_interval(successes, n, confidence)
-        return cls(None if n <= 0 else successes / n, low, high, "wilson")
 
 
 _NO_DATA = Estimate(None, 0.0, 1.0, "none")
@@ -275,26 +257,37 @@ class Report:
         return (*self.nodes.values(), *self.handoffs.values(), *self.routers.values())
 
     @property
-    def coverage(self) -> Any:
-        """Graph coverage and drift: declared vs observed topology (see ``coordgap.coverage``)."""
-        from .coverage import coverage
+    def coverage(self) -> Coverage:
+        """Graph coverage and drift: declared vs observed topology (``coordgap.coverage``)."""
+        from ._coverage import coverage
 
         return coverage(self)
 
-    def what_if(self, **changes: Any) -> Any:
-        """Return the predicted report after retries, fallbacks, hardening (``coordgap.whatif``).
+    def what_if(self, **changes: Any) -> WhatIf:
+        """Deprecated: use ``coordgap.what_if(rep, ...)`` (removed in coordgap 0.3).
 
-        Example::
-
-            rep.what_if(retries={"analyze": 3}, perfect=["retrieve -> analyze"])
+        A what-if builds a new report, so it lives above the report, with the planning.
         """
-        from .whatif import what_if
+        warnings.warn(
+            "Report.what_if() is deprecated (removed in coordgap 0.3): use "
+            "coordgap.what_if(rep, retries=..., ...).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from .whatif import what_if  # the deprecated path only: planning sits above the report
 
         return what_if(self, **changes)
 
-    def recommend(self, target: float, **options: Any) -> Any:
-        """Return the cheapest changes whose lower bound reaches ``target`` (``coordgap.whatif``)."""
-        from .whatif import recommend
+    def recommend(self, target: float, **options: Any) -> Plan:
+        """Return the cheapest changes whose lower bound reaches ``target``.
+
+        The same as ``coordgap.recommend(rep, target, ...)``; see there for the options.
+
+        Example::
+
+            print(rep.recommend(0.95))
+        """
+        from ._plan import recommend
 
         return recommend(self, target, **options)
 
@@ -355,20 +348,14 @@ class Report:
 
             rep = Report.from_json(Path("baseline.json").read_text())
         """
-        from .render import report_from_json
-
         return report_from_json(text)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready dict of :meth:`to_json` (schema ``coordgap.report/2``)."""
-        from .render import report_to_dict
-
         return report_to_dict(self)
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """Return the report as JSON (schema ``coordgap.report/2``); see :meth:`from_json`."""
-        from .render import render_json
-
         return render_json(self, indent=indent)
 
     def to_text(self, *, color: bool | None = None) -> str:
@@ -512,18 +499,9 @@ def report(
 
 
 def _ledger_for(source: object) -> Ledger:
-    ledger = getattr(source, "coordgap_ledger", None)
+    ledger = getattr(source, "coordgap_ledger", None)  # an instrumented graph's
     if isinstance(ledger, Ledger):
         return ledger
-    found: object = None
-    try:
-        from ._instrument import ledger_of  # lazy: the report must not import LangGraph
-
-        found = ledger_of(source)
-    except Exception:  # not instrumented (or no interception installed): say so below
-        found = None
-    if isinstance(found, Ledger):
-        return found
     raise ConfigurationError(
         f"{type(source).__name__} carries no coordgap ledger; pass the graph returned by "
         "coordgap.instrument(...), a coordgap Ledger or a LedgerSnapshot"
@@ -999,40 +977,6 @@ def _freeze(
     )
 
 
-def chain_of(rep: Report) -> Chain:
-    """Return the chain of a report, rebuilding it for a report saved before it carried one.
-
-    A ``coordgap.report/1`` file has counts and visits but no chain: a ledger report's
-    chain is rebuilt from its counts, an audit's is the product of ``r^visits``.
-    """
-    if rep.chain is not None:
-        return rep.chain
-    comps = [c for c in rep.components]
-    if rep.basis == "ledger" and rep.end_to_end.finished > 0:
-        return chain_from_counts(comps, runs=rep.end_to_end.finished).chain
-    return flat_chain(
-        {param_key(c.kind, c.name): c.visits for c in comps if c.in_product}.keys(),
-        {param_key(c.kind, c.name): c.visits for c in comps if c.in_product},
-    )
-
-
-def params_of(rep: Report) -> dict[str, Param]:
-    """Return the chain parameters of a report's components (counts, or given values)."""
-    out: dict[str, Param] = {}
-    for c in rep.components:
-        key = param_key(c.kind, c.name)
-        r = c.reliability
-        if r.value is None:
-            continue
-        if r.method == "given" or c.executions <= 0:
-            out[key] = Param(key, c.kind, r.value, 0.0, c.kind != "node")
-        elif c.target == UNKNOWN_TARGET:
-            out[key] = Param(key, c.kind, r.value, 0.0, True, r.value)
-        else:
-            out[key] = Param.measured(key, c.kind, c.executions - c.failures, c.executions)
-    return out
-
-
 # -- comparison ----------------------------------------------------------------------------
 
 
@@ -1088,3 +1032,213 @@ def _compare(old: Report, new: Report) -> Comparison:
         added=tuple(sorted(label_new[r] for r in new_by.keys() - old_by.keys())),
         removed=tuple(sorted(label_old[r] for r in old_by.keys() - new_by.keys())),
     )
+
+
+# -- the JSON form ------------------------------------------------------------------------
+
+
+def _est(e: Estimate | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"value": e.value, "low": e.low, "high": e.high, "method": e.method}
+
+
+def report_to_dict(rep: Report) -> dict[str, Any]:
+    """Return the JSON-ready dict of a report (schema ``coordgap.report/2``)."""
+    e = rep.end_to_end
+    return {
+        "schema": SCHEMA,
+        "graph": rep.graph,
+        "basis": rep.basis,
+        "confidence": rep.confidence,
+        "visits_method": rep.visits_method,
+        "end_to_end": {
+            "observed": _est(e.observed),
+            "predicted": _est(e.predicted),
+            "naive": _est(e.naive),
+            "run_errors": _est(e.run_errors),
+            "runs": e.runs,
+            "finished": e.finished,
+            "clean": e.clean,
+            "ok": e.ok,
+            "error": e.error,
+            "interrupted": e.interrupted,
+            "error_types": dict(e.error_types),
+            "error_at": dict(e.error_at),
+        },
+        "findings": list(rep.findings),
+        "naive": rep.naive,
+        "gap": rep.gap,
+        "components": [
+            {
+                "kind": c.kind,
+                "name": c.name,
+                "source": c.source,
+                "target": c.target,
+                "executions": c.executions,
+                "failures": c.failures,
+                "reliability": _est(c.reliability),
+                "first_attempt": _est(c.first_attempt),
+                "visits": c.visits,
+                "in_product": c.in_product,
+                "attempts": c.attempts,
+                "attempt_failures": c.attempt_failures,
+                "contract_failures": c.contract_failures,
+                "faults": c.faults,
+                "error_types": dict(c.error_types),
+                "kinds": dict(c.kinds),
+                "targets": dict(c.targets),
+                "gap_share": c.gap_share,
+                "if_perfect": c.if_perfect,
+                "gain": c.gain,
+                "max_attempts": c.max_attempts,
+            }
+            for c in rep.components
+        ],
+        "weakest": [[c.kind, c.name] for c in rep.weakest],
+        "notes": list(rep.notes),
+        "internal_errors": rep.internal_errors,
+        "chain": None if rep.chain is None else rep.chain.to_dict(),
+    }
+
+
+def render_json(rep: Report, *, indent: int | None = 2) -> str:
+    """Return the report as JSON; :func:`report_from_json` reads it back unchanged.
+
+    Example::
+
+        Path("baseline.json").write_text(render_json(rep))
+    """
+    return json.dumps(report_to_dict(rep), indent=indent, sort_keys=False, allow_nan=False)
+
+
+def _corrupt(why: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"not a readable coordgap report ({why}); write reports with Report.to_json() or "
+        "`coordgap report --format json`, and do not edit them by hand"
+    )
+
+
+def _read_est(data: Any) -> Estimate:
+    if not isinstance(data, Mapping):
+        raise _corrupt("an estimate is not an object")
+    value = data["value"]
+    return Estimate(
+        None if value is None else float(value),
+        float(data["low"]),
+        float(data["high"]),
+        str(data["method"]),
+    )
+
+
+def report_from_dict(data: Mapping[str, Any]) -> Report:
+    """Rebuild a report from :func:`report_to_dict` output (schema checked)."""
+    schema = data.get("schema") if isinstance(data, Mapping) else None
+    if schema not in (SCHEMA, SCHEMA_V1):
+        if isinstance(schema, str) and schema.startswith("coordgap.report/"):
+            raise ConfigurationError(
+                f"this report was written with schema {schema!r}, but this coordgap reads "
+                f"{SCHEMA!r}; install the coordgap version that wrote it, or re-create the "
+                "report from the ledger with this version"
+            )
+        raise _corrupt(f'no "schema": {SCHEMA!r} field')
+    try:
+        comps = []
+        for c in data["components"]:
+            fa = c.get("first_attempt")
+            comps.append(
+                ComponentReport(
+                    kind=c["kind"],
+                    name=str(c["name"]),
+                    executions=int(c["executions"]),
+                    failures=int(c["failures"]),
+                    reliability=_read_est(c["reliability"]),
+                    visits=float(c["visits"]),
+                    in_product=bool(c["in_product"]),
+                    source=c.get("source"),
+                    target=c.get("target"),
+                    first_attempt=None if fa is None else _read_est(fa),
+                    attempts=int(c.get("attempts", 0)),
+                    attempt_failures=int(c.get("attempt_failures", 0)),
+                    contract_failures=int(c.get("contract_failures", 0)),
+                    faults=int(c.get("faults", 0)),
+                    error_types=_proxy(c.get("error_types", {})),
+                    kinds=_proxy(c.get("kinds", {})),
+                    targets=_proxy(c.get("targets", {})),
+                    gap_share=None if c.get("gap_share") is None else float(c["gap_share"]),
+                    if_perfect=None if c.get("if_perfect") is None else float(c["if_perfect"]),
+                    gain=float(c.get("gain", 0.0)),
+                    max_attempts=int(c.get("max_attempts", 1)),
+                )
+            )
+            if comps[-1].kind not in ("node", "handoff", "router"):
+                raise _corrupt(f"unknown component kind {comps[-1].kind!r}")
+        if data["basis"] not in ("ledger", "audit", "what-if"):
+            raise _corrupt(f"unknown basis {data['basis']!r}")
+        e = data["end_to_end"]
+        end_to_end = EndToEnd(
+            observed=_read_est(e["observed"]),
+            predicted=_read_est(e["predicted"]),
+            naive=_read_est(e["naive"]),
+            run_errors=_read_est(e["run_errors"]),
+            runs=int(e["runs"]),
+            finished=int(e["finished"]),
+            clean=int(e["clean"]),
+            ok=int(e["ok"]),
+            error=int(e["error"]),
+            interrupted=int(e["interrupted"]),
+            error_types=_proxy(e.get("error_types", {})),
+            error_at=_proxy(e.get("error_at", {})),
+        )
+        weakest = [(str(k), str(n)) for k, n in data.get("weakest", [])]
+        known = {(c.kind, c.name) for c in comps}
+        if any(ref not in known for ref in weakest):
+            raise _corrupt("'weakest' names a component that is not in 'components'")
+        return _freeze(
+            graph=str(data["graph"]),
+            basis=data["basis"],
+            confidence=float(data["confidence"]),
+            components=comps,
+            end_to_end=end_to_end,
+            visits_method=data.get("visits_method", "flow"),
+            notes=tuple(str(n) for n in data.get("notes", [])),
+            internal_errors=int(data.get("internal_errors", 0)),
+            weakest=weakest,
+            findings=tuple(str(f) for f in data.get("findings", [])),
+            chain=None if data.get("chain") is None else Chain.from_dict(data["chain"]),
+        )
+    except ConfigurationError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _corrupt(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _proxy(data: Any) -> Mapping[str, int]:
+    from types import MappingProxyType
+
+    if not isinstance(data, Mapping):
+        raise _corrupt("a count table is not an object")
+    return MappingProxyType({str(k): int(v) for k, v in data.items()})
+
+
+def report_from_json(text: str | bytes) -> Report:
+    """Rebuild a report from :func:`render_json` output.
+
+    Raises:
+        ConfigurationError: the text is not JSON, not a coordgap report, or
+            uses another schema version; the message says what to do.
+
+    Example::
+
+        rep = report_from_json(Path("baseline.json").read_text())
+    """
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _corrupt(f"invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise _corrupt("the top level is not an object")
+    return report_from_dict(data)
+
+
+# -- Mermaid -----------------------------------------------------------------------------------

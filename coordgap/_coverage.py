@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ._ledger import Ledger, LedgerSnapshot
 from .errors import ConfigurationError
-from .ledger import Ledger, LedgerSnapshot
 from .semconv import END, ERROR_INVALID_ROUTE, ERROR_UNDELIVERED, START, UNKNOWN_TARGET
 from .topology import Topology, handoff_name
 
@@ -556,12 +556,9 @@ def _snapshot_of(source: object) -> LedgerSnapshot:
             "this report carries no ledger snapshot (it was audited or loaded from JSON); "
             "pass the instrumented graph, its Ledger or a LedgerSnapshot to coverage()"
         )
-    from ._instrument import ledger_of  # lazy: coverage itself needs no LangGraph
-
-    try:
-        return ledger_of(source).snapshot()
-    except ConfigurationError:
-        pass
+    ledger = getattr(source, "coordgap_ledger", None)  # an instrumented graph's
+    if isinstance(ledger, Ledger):
+        return ledger.snapshot()
     raise ConfigurationError(
         f"{type(source).__name__} carries no coordgap ledger; pass the graph returned by "
         "coordgap.instrument(...), a coordgap Ledger or a LedgerSnapshot"
@@ -654,86 +651,3 @@ def _coverage_of(obs: _Observed) -> Coverage:
         unmapped_routers=tuple(unmapped),
         has_topology=topo is not None,
     )
-
-
-# -- collecting every instrumented graph of a process (the pytest option) -------------------
-
-
-class _Collector:
-    """Holds every ledger created while active, to report coverage per graph at the end.
-
-    New graphs are announced by ``instrument()``'s observer hook
-    (``_instrument.add_observer``); graphs alive when collecting starts are
-    taken from the ledger registry.
-
-    Ledgers are held strongly (a ledger is a few dictionaries; it does not keep
-    its graph alive), because a graph built inside a test is gone by the time
-    the session ends. :meth:`checkpoint` folds the current counts in with
-    ``max``, so counts that a later ``Ledger.reset()`` zeroes still count as
-    exercised.
-    """
-
-    def __init__(self) -> None:
-        import threading
-
-        self._lock = threading.Lock()
-        self.active = False
-        self._ledgers: dict[int, Ledger] = {}
-        self._counts: dict[int, _Observed] = {}
-        self._remove: Any = None
-
-    def start(self) -> None:
-        from ._instrument import add_observer
-        from .ledger import _LEDGERS
-
-        with self._lock:
-            if self.active:
-                return
-            self.active = True
-            for ledger in list(_LEDGERS):  # graphs built before the session started
-                self._ledgers.setdefault(id(ledger), ledger)
-        self._remove = add_observer(self._seen)
-
-    def _seen(self, app: Any) -> None:
-        self.add(app.coordgap_state.ledger)
-
-    def add(self, ledger: Ledger) -> None:
-        with self._lock:
-            if self.active:
-                self._ledgers.setdefault(id(ledger), ledger)
-
-    def checkpoint(self) -> None:
-        with self._lock:
-            ledgers = list(self._ledgers.items())
-        for key, ledger in ledgers:
-            obs = _Observed.of(ledger.snapshot())
-            with self._lock:
-                old = self._counts.get(key)
-                self._counts[key] = obs if old is None else old.combine(obs, "max")
-
-    def stop(self) -> list[Coverage]:
-        """Return one Coverage per distinct graph (name and topology), and forget everything."""
-        if self._remove is not None:
-            self._remove()
-            self._remove = None
-        self.checkpoint()
-        with self._lock:
-            seen = list(self._counts.values())
-            self.active = False
-            self._ledgers.clear()
-            self._counts.clear()
-        groups: dict[tuple[str, Topology | None], _Observed] = {}
-        for obs in seen:
-            key = (obs.graph, obs.topology)
-            groups[key] = obs if key not in groups else groups[key].combine(obs, "sum")
-        out: list[Coverage] = []
-        names: dict[str, int] = {}
-        for (graph, _topo), obs in sorted(groups.items(), key=lambda kv: kv[0][0]):
-            names[graph] = names.get(graph, 0) + 1
-            if names[graph] > 1:  # two different graphs under one name
-                obs.graph = f"{graph} #{names[graph]}"
-            out.append(_coverage_of(obs))
-        return out
-
-
-_COLLECTOR = _Collector()

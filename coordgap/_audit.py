@@ -17,12 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._chain import Chain, Diverged, Edge, Group, State, sccs_in_topological_order
-from ._names import handoff_pair
 from ._predict import flat_chain, param_key
+from ._report import _NO_DATA, EndToEnd, Report, _assemble, _Draft, _params
 from .errors import ConfigurationError
-from .report import _NO_DATA, EndToEnd, Report, _assemble, _Draft, _params
 from .semconv import END, START
-from .topology import Topology, handoff_name
+from .topology import Topology, handoff_name, handoff_pair
 
 __all__ = ["audit"]
 

@@ -513,6 +513,11 @@ def _build(
                 for channel, (target, sources) in joins.items()
                 if target == raw
             },
+            join_channels={
+                target: channel
+                for channel, (target, sources) in joins.items()
+                if raw in sources
+            },
         )
         lg.wrap_task_runnable(pregel_node, functools.partial(TaskProbe, site=site))
         recorder.sites[site.name] = site

@@ -40,6 +40,8 @@ from .events import HandoffKind, HandoffOutcome, NodeOutcome, RouterOutcome
 _time_ns = time.time_ns
 
 _BRANCH = lg.BRANCH_PREFIX
+_ROUTING = (lg.BRANCH_PREFIX, lg.TASKS_CHANNEL)
+"""Channels a write hands off through that are not a node's static edges."""
 _SEND = object()
 """Marks the channel a ``Send`` is written to in :attr:`GraphSites.routes`."""
 
@@ -85,6 +87,8 @@ class NodeSite:
     raw: str
     static: Mapping[str, str] = field(default_factory=dict)
     """Raw target -> kind (``edge`` or ``join``) of each static out-edge into a node."""
+    join_channels: Mapping[str, str] = field(default_factory=dict)
+    """Raw target -> the barrier channel this node writes its side of a join into."""
     end_kind: HandoffKind | None = None
     """The declared kind of this node's handoff into END (None: not declared)."""
     requires: Check | None = None
@@ -98,12 +102,18 @@ class NodeSite:
     # Bound once here so a task looks nothing up:
     name: str = field(init=False)
     is_entry: bool = field(init=False)
+    top_level: bool = field(init=False)
+    """A node of the instrumented graph itself (not of a subgraph, not the entry)."""
     row: Any = field(init=False)
     """The ledger row counting this node."""
     end_row: Any = field(init=False)
     """The ledger row counting this node's handoffs into END."""
     out_rows: dict[str, Any] = field(init=False)
     """Raw target -> the ledger row of this node's handoff into it (filled as seen)."""
+    static_routes: dict[str, tuple[str, HandoffKind, str, Any]] = field(init=False)
+    """Channel of each static out-edge and join side -> (raw target, kind, target, row)."""
+    child_prefix: str = field(init=False)
+    """``name/``: how a graph run inside this node's tasks names its nodes."""
     check_requires: Callable[[Any], Violation | None] | None = field(init=False)
     check_ensures: Callable[[Any], Violation | None] | None = field(init=False)
     checks_handoffs: bool = field(init=False)
@@ -117,10 +127,21 @@ class NodeSite:
         graph = self.graph
         ledger = graph.recorder.ledger
         self.is_entry = self.raw == lg.START
+        self.top_level = not self.is_entry and not graph.prefix
         self.name = graph.qualify(self.raw)
         self.row = None if self.is_entry else ledger.node_row(self.name)
         self.end_row = ledger.handoff_row(self.name, graph.end_name)
         self.out_rows = {t: ledger.handoff_row(self.name, graph.qualify(t)) for t in self.static}
+        self.static_routes = {
+            (self.join_channels[target] if kind == "join" else _BRANCH + target): (
+                target,
+                "join" if kind == "join" else "edge",
+                graph.qualify(target),
+                self.out_rows[target],
+            )
+            for target, kind in self.static.items()
+        }
+        self.child_prefix = self.name + "/"
         self.check_requires = self.requires.validate if self.requires is not None else None
         self.check_ensures = self.ensures.validate if self.ensures is not None else None
         self.checks_handoffs = bool(
@@ -134,27 +155,28 @@ class NodeSite:
         if probe is None:
             return
         now = _time_ns()
-        call = _Call(run, Task(run, self, self.name + "/"), now, 1, graph_ns)
+        task = Task(run, self, None, now, 1, graph_ns)
         with run.ledger.lock:
             for p in run.take_locked(graph_ns, self.name, False, None, None, self.joins):
                 count_handoff(p[4], True, p[1])
-        outs, invalid, end_kind = probe._handoffs_written(call.task, writes)
+        outs, invalid, end_kind = probe._handoffs_written(task, writes)
         if run.quiet:
-            probe._count_quiet(call, run, now, outs, end_kind)
+            probe._count_quiet(task, run, now, outs, end_kind)
         else:
-            probe._count_events(call, run, now, outs, end_kind, None, None)
-        for kind in invalid:
+            probe._count_events(task, run, now, outs, end_kind, None, None)
+        for kind in invalid or ():
             _invalid_route(self.graph.recorder, run, self.name, kind, now)
 
-    def out_row_locked(self, raw: str) -> Any:
-        """Return the row of this node's handoff into ``raw``; the caller holds the lock."""
+    def out_route_locked(self, raw: str) -> tuple[str, Any]:
+        """Return (qualified target, ledger row) of this node's handoff into ``raw``; the
+        caller holds the ledger's lock."""
         row = self.out_rows.get(raw)
+        graph = self.graph
         if row is None:
-            graph = self.graph
             row = self.out_rows[raw] = graph.recorder.ledger.handoff_row_locked(
                 self.name, graph.qualify(raw)
             )
-        return row
+        return graph.qualify(raw), row
 
 
 @dataclass(eq=False)
@@ -226,44 +248,8 @@ class _Probe(Runnable[Any, Any]):
 # -- the task probe --------------------------------------------------------------------
 
 
-class _Call:
-    """One attempt of a task in flight, from _begin to _end / _fail."""
-
-    __slots__ = (
-        "attempt",
-        "graph_ns",
-        "received",
-        "run",
-        "span",
-        "span_token",
-        "start_ns",
-        "step",
-        "task",
-        "task_token",
-    )
-
-    def __init__(
-        self,
-        run: Run | None,
-        task: Task,
-        start_ns: int,
-        attempt: int,
-        graph_ns: str = "",
-        step: int | None = None,
-    ) -> None:
-        self.run = run
-        self.task = task
-        self.start_ns = start_ns
-        self.attempt = attempt
-        self.graph_ns = graph_ns
-        """The namespace of the graph instance the task runs in ("" at the top)."""
-        self.step = step
-        """The superstep the task runs in (of its graph instance)."""
-        self.received: list[tuple[str, str]] = []
-        """(source, kind) of the handoffs delivered intact (for the live node span)."""
-        self.span: Any = None
-        self.span_token: Any = None
-        self.task_token: Any = None
+Written = tuple[str, HandoffKind, Any, str, Any]
+"""A handoff a task wrote: (raw target, kind, Send payload or join channel, target, row)."""
 
 
 class TaskProbe(_Probe):
@@ -275,73 +261,80 @@ class TaskProbe(_Probe):
         site.probe = self
 
     # -- begin: the handoffs into this node are delivered ------------------------------
+    # The hot path keeps to few functions: in a graph run every call into coordgap is code
+    # and data gone cold since the node's last task, and costs more than it seems.
 
-    def _begin(self, input: Any, config: Any) -> tuple[_Call | None, Any]:
+    def _begin(self, input: Any, config: Any) -> tuple[Task | None, Any]:
         """Start an attempt; return it (None when coordgap failed open) and the input the
         task runs on (LangGraph's, unless an injected handoff fault corrupted it)."""
         site = self.site
-        rec = site.graph.recorder
         try:
             run = CURRENT_RUN.get()
-            now = _time_ns()
             try:
                 attempt = lg.runtime_attempt(config[lg.CONF][lg.CONFIG_KEY_RUNTIME])
             except Exception:
                 attempt = 1
-            # The graph instance a task runs in is named by the task running that (sub)graph:
-            # its namespace (a task's own namespace can sit under another task's, as an error
-            # handler's does under the failed task's).
+            try:
+                step = config["metadata"]["langgraph_step"]
+            except Exception:
+                step = None
+            # The graph instance a task runs in is named by the task that runs that (sub)graph
+            # (a task's own namespace can sit under another task's: an error handler's does).
             outer = CURRENT_TASK.get()
             graph_ns = outer.ns if outer is not None and outer.run is run else ""
-            task = Task(run, site, site.name + "/", lg.task_namespace(config))
-            call = _Call(run, task, now, attempt, graph_ns, lg.step_of(config))
+            task = Task(run, site, config, _time_ns(), attempt, graph_ns, step)
             if run is not None:
                 if run.deferred:
-                    flush_deferred(run, graph_ns=graph_ns, step=call.step)
-                if not site.is_entry and not site.graph.prefix:
-                    run.last_node = site.name  # where a run-level error died (top level)
-                if attempt == 1 and not site.is_entry:
-                    # a retry's handoffs were delivered to the first attempt
-                    input = self._deliver(run, call, input, config)
-            if rec.live and not site.is_entry:
+                    flush_deferred(run, graph_ns=graph_ns, step=step)
+                if site.top_level:
+                    run.last_node = site.name  # where a run-level error died
+                if attempt == 1 and site.row is not None:
+                    # a retry's handoffs were delivered to its first attempt
+                    input = self._deliver(run, task, input, config)
+            rec = site.graph.recorder
+            if rec.live and site.row is not None:
                 # started after the handoffs were checked, so what it received is set in one go
-                call.span, call.span_token = rec.spans.node_start(
-                    site.name, now, attempt, lg.step_of(config), call.received
+                task.span, task.span_token = rec.spans.node_start(
+                    site.name, task.start_ns, attempt, step, task.received or ()
                 )
-            call.task_token = CURRENT_TASK.set(task)
-            return call, input
+            task.token = CURRENT_TASK.set(task)
+            return task, input
         except ContractViolation:
             raise
         except Exception as exc:
-            rec.internal_error(f"node {site.name}", exc)
+            site.graph.recorder.internal_error(f"node {site.name}", exc)
             return None, input
 
-    def _deliver(self, run: Run, call: _Call, input: Any, config: Any) -> Any:
+    def _deliver(self, run: Run, task: Task, input: Any, config: Any) -> Any:
         site = self.site
         push = run.has_sends and lg.is_push(config)
         ledger = run.ledger
         if run.quiet and not site.checks_handoffs:
-            # the happy path: nothing to check, nobody wants events: count and go
+            # nothing to check, nobody wants events: count and go
+            live = site.graph.recorder.live
             lock = ledger.lock
             lock.acquire()
             try:
-                for p in run.take_locked(
-                    call.graph_ns, site.name, push, input, call.step, site.joins
-                ):
+                taken = run.take_locked(
+                    task.graph_ns, site.name, push, input, task.step, site.joins
+                )
+                for p in taken:
                     count_handoff(p[4], True, p[1])
             finally:
                 lock.release()
+            if live and taken:
+                task.received = [(p[0], p[1]) for p in taken]
             return input
         with ledger.lock:
             delivered = run.take_locked(
-                call.graph_ns, site.name, push, input, call.step, site.joins
+                task.graph_ns, site.name, push, input, task.step, site.joins
             )
-        return self._check_delivered(run, call, input, config, delivered, push)
+        return self._check_delivered(run, task, input, config, delivered, push)
 
     def _check_delivered(
         self,
         run: Run,
-        call: _Call,
+        task: Task,
         input: Any,
         config: Any,
         delivered: list[Pending],
@@ -358,13 +351,14 @@ class TaskProbe(_Probe):
         state = lg.send_state(input, config) if push and site.checks_handoffs else input
         requires = site.check_requires(state) if site.check_requires is not None else None
         violation: ContractViolation | None = None
+        received = task.received = []
         for source, kind, start_ns, _, row, _ in delivered:
             broken = requires
             edge = site.edge_checks.get(source)
             if broken is None and edge is not None:
                 broken = edge.validate(state)
             if broken is None:
-                call.received.append((source, kind))
+                received.append((source, kind))
                 if run.quiet:
                     with run.ledger.lock:
                         count_handoff(row, True, kind)
@@ -378,7 +372,7 @@ class TaskProbe(_Probe):
                     kind=kind,
                     ok=broken is None,
                     start_ns=start_ns,
-                    end_ns=call.start_ns,
+                    end_ns=task.start_ns,
                     error_type=None if broken is None else sc.ERROR_CONTRACT,
                     contract=None if broken is None else broken.contract,
                     fields=() if broken is None else broken.fields,
@@ -401,8 +395,8 @@ class TaskProbe(_Probe):
                     target=site.name,
                     kind="edge",
                     ok=False,
-                    start_ns=call.start_ns,
-                    end_ns=call.start_ns,
+                    start_ns=task.start_ns,
+                    end_ns=task.start_ns,
                     error_type=sc.ERROR_CONTRACT,
                     contract=requires.contract,
                     fields=requires.fields,
@@ -416,91 +410,119 @@ class TaskProbe(_Probe):
 
     # -- end: the attempt's outcome, and the handoffs the task wrote ---------------------
 
-    def _leave(self, call: _Call) -> None:
+    def _end(self, task: Task | None, config: Any) -> None:
+        if task is None:
+            return
         try:
-            CURRENT_TASK.reset(call.task_token)
+            CURRENT_TASK.reset(task.token)
         except Exception:  # reset from another context (a stream closed elsewhere)
             pass
-
-    def _end(self, call: _Call | None, config: Any) -> None:
-        if call is None:
-            return
-        self._leave(call)
         site = self.site
-        rec = site.graph.recorder
+        broken = None
         try:
             end = _time_ns()
-            run = call.run
+            run = task.run
             writes = lg.task_writes(config)
-            outs, invalid, end_kind = self._handoffs_written(call.task, writes)
-            broken = None
+            if task.routed is None:
+                outs, invalid, end_kind = self._written_statically(writes)
+            else:
+                outs, invalid, end_kind = self._handoffs_written(task, writes)
             if site.check_ensures is not None and writes is not None:
                 broken = site.check_ensures(_update_of(writes))
             if run is not None and run.deferred:
-                flush_deferred(run, ended=call.task.ns)
+                flush_deferred(run, ended=task.ns)
             if run is not None and run.quiet and broken is None:
-                self._count_quiet(call, run, end, outs, end_kind)
+                self._count_quiet(task, run, end, outs, end_kind)
             else:
-                self._count_events(call, run, end, outs, end_kind, broken, config)
-            for kind in invalid:
-                _invalid_route(rec, run, site.name, kind, end)
+                self._count_events(task, run, end, outs, end_kind, broken, config)
+            if invalid:
+                rec = site.graph.recorder
+                for kind in invalid:
+                    _invalid_route(rec, run, site.name, kind, end)
         except Exception as exc:
-            rec.internal_error(f"node {site.name}", exc)
+            site.graph.recorder.internal_error(f"node {site.name}", exc)
             return
-        if broken is not None and rec.raise_on_violation:
+        if broken is not None and site.graph.recorder.raise_on_violation:
             raise _violation_error(broken, where="ensures", node=site.name, source=None)
 
-    def _handoffs_written(
-        self, task: Task, writes: Any
-    ) -> tuple[list[tuple[str, HandoffKind, Any]], list[HandoffKind], HandoffKind | None]:
-        """Return what the task wrote: (raw target, kind, Send payload) per handoff into a
-        node, the kind of each write that named no node, and the kind of the handoff into
-        END (None when the task handed off to some node)."""
+    def _written_statically(
+        self, writes: Any
+    ) -> tuple[list[Written], list[HandoffKind] | None, HandoffKind | None]:
+        """:meth:`_handoffs_written` for a task no router decided in (the usual case)."""
         site = self.site
-        routes = site.graph.routes
+        static = site.static_routes
+        outs: list[Written] = []
+        dynamic = False
+        for channel, _ in writes or ():
+            hit = static.get(channel)
+            if hit is None:
+                if channel.startswith(_ROUTING):
+                    dynamic = True  # a Command, a Send, a route to no node: the full reading
+                continue
+            if outs and any(o[0] == hit[0] and o[1] == hit[1] for o in outs):
+                dynamic = True  # written twice: once by a Command
+                continue
+            outs.append((hit[0], hit[1], channel if hit[1] == "join" else None, hit[2], hit[3]))
+        if dynamic:
+            return self._handoffs_written(None, writes)
+        if outs:
+            return outs, None, None
+        return outs, None, site.end_kind or "edge"
+
+    def _handoffs_written(
+        self, task: Task | None, writes: Any
+    ) -> tuple[list[Written], list[HandoffKind] | None, HandoffKind | None]:
+        """Return what the task wrote: each handoff into a node, the kind of each write that
+        named no node, and the kind of the handoff into END (None when the task handed off
+        to some node)."""
+        site = self.site
+        graph = site.graph
+        routes = graph.routes
         static = site.static
-        routed = task.routed
+        routed = task.routed if task is not None else None
         chosen: list[str] | None = None
         if routed:
             chosen = [t for _, targets, _, _, _ in routed for t in targets]
-        outs: list[tuple[str, HandoffKind, Any]] = []
+        outs: list[Written] = []
         invalid: list[HandoffKind] = []
-        claimed: set[str] | None = None
-        for channel, value in writes or ():
-            raw = routes.get(channel)
-            if raw is None:
-                if channel.startswith(_BRANCH):
-                    # LangGraph logs "wrote to unknown channel" and drops it
-                    if chosen is not None and sc.UNKNOWN_TARGET in chosen:
-                        chosen.remove(sc.UNKNOWN_TARGET)
-                        invalid.append("conditional")
-                    else:
-                        invalid.append("command")
-                continue
-            if raw is _SEND:
-                if isinstance(value, lg.Send) and value.node in site.graph.nodes:
-                    outs.append((value.node, "send", value.arg))
-                else:  # LangGraph logs "Ignoring unknown node name" and drops it
-                    invalid.append("send")
-                continue
-            kind: HandoffKind
-            if channel.startswith(lg.JOIN_PREFIX):
-                outs.append((raw, "join", channel))  # its side of the barrier
-                continue
-            if raw in static and (claimed is None or raw not in claimed):
-                kind = static[raw]  # type: ignore[assignment]
-                if claimed is None:
-                    claimed = set()
-                claimed.add(raw)
-            elif chosen is not None and site.graph.qualify(raw) in chosen:
-                chosen.remove(site.graph.qualify(raw))
-                kind = "conditional"
-            else:
-                kind = "command"
-            outs.append((raw, kind, None))
+        claimed: list[str] = []
+        ledger = graph.recorder.ledger
+        with ledger.lock:  # rows of handoffs seen for the first time are created here
+            for channel, value in writes or ():
+                raw = routes.get(channel)
+                if raw is None:
+                    if channel.startswith(_BRANCH):
+                        # LangGraph logs "wrote to unknown channel" and drops it
+                        if chosen is not None and sc.UNKNOWN_TARGET in chosen:
+                            chosen.remove(sc.UNKNOWN_TARGET)
+                            invalid.append("conditional")
+                        else:
+                            invalid.append("command")
+                    continue
+                if raw is _SEND:
+                    if isinstance(value, lg.Send) and value.node in graph.nodes:
+                        target, row = site.out_route_locked(value.node)
+                        outs.append((value.node, "send", value.arg, target, row))
+                    else:  # LangGraph logs "Ignoring unknown node name" and drops it
+                        invalid.append("send")
+                    continue
+                target, row = site.out_route_locked(raw)
+                kind: HandoffKind
+                if channel.startswith(lg.JOIN_PREFIX):
+                    outs.append((raw, "join", channel, target, row))  # its side of the barrier
+                    continue
+                if raw in static and raw not in claimed:
+                    kind = "edge"
+                    claimed.append(raw)
+                elif chosen is not None and target in chosen:
+                    chosen.remove(target)
+                    kind = "conditional"
+                else:
+                    kind = "command"
+                outs.append((raw, kind, None, target, row))
         end_kind: HandoffKind | None = None
         if not outs and not invalid:
-            if chosen is not None and site.graph.end_name in chosen:
+            if chosen is not None and graph.end_name in chosen:
                 end_kind = "conditional"
             else:
                 end_kind = site.end_kind or "edge"
@@ -508,59 +530,54 @@ class TaskProbe(_Probe):
 
     def _count_quiet(
         self,
-        call: _Call,
+        task: Task,
         run: Run,
         end: int,
-        outs: list[tuple[str, HandoffKind, Any]],
+        outs: list[Written],
         end_kind: HandoffKind | None,
     ) -> None:
         """Count a successful attempt, its router decisions and its handoffs; no event."""
         site = self.site
-        ledger = run.ledger
-        routed = call.task.routed
-        lock = ledger.lock
+        routed = task.routed
+        lock = run.ledger.lock
+        graph_ns = task.graph_ns
+        step = task.step
+        name = site.name
         lock.acquire()
         try:
             if site.row is not None:
-                count_node(site.row, True, call.attempt, True, end - call.start_ns)
+                count_node(site.row, True, task.attempt, True, end - task.start_ns)
             if routed:
                 for router, targets, valid, _, _ in routed:
                     if valid:  # a failed decision is an event (below)
                         count_router(router.row, True, targets)
-            for raw, kind, arg in outs:
-                run.open_locked(
-                    call.graph_ns,
-                    site.graph.qualify(raw),
-                    (site.name, kind, end, arg, site.out_row_locked(raw), call.step),
-                )
+            for _, kind, arg, target, row in outs:
+                run.open_locked(graph_ns, target, (name, kind, end, arg, row, step))
             if end_kind is not None:
                 count_handoff(site.end_row, True, end_kind)
         finally:
             lock.release()
+        rec = site.graph.recorder
         if routed:
             for router, targets, valid, start, stop in routed:
                 if not valid:
-                    _router_failed_event(
-                        site.graph.recorder, run, router, targets, start, stop, None
-                    )
-        if site.row is not None:
-            site.graph.recorder.record_duration(
-                run, site.name, True, (end - call.start_ns) / 1e9, call.span
-            )
-        if call.span is not None:
-            site.graph.recorder.spans.node_end_ok(call.span, call.span_token, end)
+                    _router_failed_event(rec, run, router, targets, start, stop, None)
+        if site.row is not None and rec.duration_histogram is not None:
+            rec.record_duration(run, name, True, (end - task.start_ns) / 1e9, task.span)
+        if task.span is not None:
+            rec.spans.node_end_ok(task.span, task.span_token, end)
 
     def _count_events(
         self,
-        call: _Call,
+        task: Task,
         run: Run | None,
         end: int,
-        outs: list[tuple[str, HandoffKind, Any]],
+        outs: list[Written],
         end_kind: HandoffKind | None,
         broken: Violation | None,
         config: Any,
     ) -> None:
-        """Count a finished attempt as events (sinks, live spans, linked or failed)."""
+        """Count a finished attempt as events (sinks, a linked outer run, a broken contract)."""
         site = self.site
         rec = site.graph.recorder
         run_id = run.run_id if run is not None else 0
@@ -570,11 +587,11 @@ class TaskProbe(_Probe):
                 graph=rec.graph,
                 node=site.name,
                 ok=broken is None,
-                attempt=call.attempt,
+                attempt=task.attempt,
                 final=True,
-                start_ns=call.start_ns,
+                start_ns=task.start_ns,
                 end_ns=end,
-                step=lg.step_of(config),
+                step=task.step,
                 error_type=None if broken is None else sc.ERROR_CONTRACT,
                 contract=None if broken is None else broken.contract,
                 fields=() if broken is None else broken.fields,
@@ -582,9 +599,9 @@ class TaskProbe(_Probe):
             )
             rec.emit(run, event)
             rec.record_duration(
-                run, site.name, broken is None, (end - call.start_ns) / 1e9, call.span
+                run, site.name, broken is None, (end - task.start_ns) / 1e9, task.span
             )
-        for router, targets, valid, start, stop in call.task.routed or ():
+        for router, targets, valid, start, stop in task.routed or ():
             if valid:
                 rec.emit(
                     run,
@@ -603,11 +620,9 @@ class TaskProbe(_Probe):
                 _router_failed_event(rec, run, router, targets, start, stop, None)
         if run is not None:
             with run.ledger.lock:
-                for raw, kind, arg in outs:
+                for _, kind, arg, target, row in outs:
                     run.open_locked(
-                        call.graph_ns,
-                        site.graph.qualify(raw),
-                        (site.name, kind, end, arg, site.out_row_locked(raw), call.step),
+                        task.graph_ns, target, (site.name, kind, end, arg, row, task.step)
                     )
         if end_kind is not None:
             rec.emit(
@@ -623,24 +638,26 @@ class TaskProbe(_Probe):
                     run_id=run_id,
                 ),
             )
-        if call.span is not None:
-            rec.spans.node_end(call.span, call.span_token, event, end)
+        if task.span is not None:
+            rec.spans.node_end(task.span, task.span_token, event, end)
 
-    def _fail(self, call: _Call | None, exc: BaseException, config: Any) -> None:
-        if call is None:
+    def _fail(self, task: Task | None, exc: BaseException, config: Any) -> None:
+        if task is None:
             return
-        self._leave(call)
         try:
-            self._failed(call, exc, config)
+            CURRENT_TASK.reset(task.token)
+        except Exception:  # reset from another context (a stream closed elsewhere)
+            pass
+        try:
+            self._failed(task, exc, config)
         except Exception as inner:
             self.site.graph.recorder.internal_error(f"node {self.site.name}", inner)
 
-    def _failed(self, call: _Call, exc: BaseException, config: Any) -> None:
+    def _failed(self, task: Task, exc: BaseException, config: Any) -> None:
         site = self.site
         rec = site.graph.recorder
-        run = call.run
+        run = task.run
         end = _time_ns()
-        task = call.task
         if run is not None and run.deferred:
             flush_deferred(run, ended=task.ns)
         if isinstance(exc, lg.ParentCommand):
@@ -651,18 +668,18 @@ class TaskProbe(_Probe):
                 cmd = lg.command_of(exc)
                 writes = lg.task_writes(config)
                 if writes is not None:
-                    run.deferred.append((call.graph_ns, call.step, self, writes, cmd, end))
+                    run.deferred.append((task.graph_ns, task.step, self, writes, cmd, end))
             task.routed = None
-            self._count_events_or_quiet(call, run, end, config)
+            self._count_node_only(task, run, end, config)
             return
         if lg.is_control_flow(exc):
             # interrupts and cancellation are control flow, not failures
             if run is not None and isinstance(exc, lg.GraphBubbleUp):
                 run.interrupted = True
-            if call.span is not None:
-                rec.spans.node_end(call.span, call.span_token, None, end)
+            if task.span is not None:
+                rec.spans.node_end(task.span, task.span_token, None, end)
             return
-        final = not lg.will_retry(site.policies, exc, call.attempt)
+        final = not lg.will_retry(site.policies, exc, task.attempt)
         router_error = task.router_error
         invalid = None
         if router_error is None and task.routed:
@@ -671,14 +688,13 @@ class TaskProbe(_Probe):
             invalid = next((r for r in task.routed if not r[2]), None)
         if final and (router_error is not None or invalid is not None):
             # the router failed on the task's last attempt: the node did its work, the
-            # decision failed
+            # decision failed (and, LangGraph having raised, nothing was written)
             task.routed = None
-            self._count_events_or_quiet(call, run, end, config)
+            self._count_node_only(task, run, end, config)
             if router_error is not None:
                 router, error, start, stop = router_error
                 _router_failed_event(rec, run, router, (), start, stop, error)
             elif invalid is not None:
-                # LangGraph raised for the route that named no node: nothing was written
                 router, _, _, start, stop = invalid
                 _router_failed_event(rec, run, router, (), start, stop, exc)
             return
@@ -688,31 +704,26 @@ class TaskProbe(_Probe):
             graph=rec.graph,
             node=site.name,
             ok=False,
-            attempt=call.attempt,
+            attempt=task.attempt,
             final=final,
-            start_ns=call.start_ns,
+            start_ns=task.start_ns,
             end_ns=end,
-            step=lg.step_of(config),
+            step=task.step,
             error_type=rec.error_type(exc),
             fault=bool(getattr(exc, "__coordgap_fault__", False)),
             run_id=run.run_id if run is not None else 0,
         )
         rec.emit(run, event)
-        rec.record_duration(run, site.name, False, (end - call.start_ns) / 1e9, call.span)
-        if call.span is not None:
-            rec.spans.node_end(call.span, call.span_token, event, end)
+        rec.record_duration(run, site.name, False, (end - task.start_ns) / 1e9, task.span)
+        if task.span is not None:
+            rec.spans.node_end(task.span, task.span_token, event, end)
 
-    def _count_events_or_quiet(self, call: _Call, run: Run | None, end: int, config: Any) -> None:
+    def _count_node_only(self, task: Task, run: Run | None, end: int, config: Any) -> None:
         """Count the node's successful attempt with no handoff (its writes come later, or never)."""
         if run is not None and run.quiet:
-            site = self.site
-            if site.row is not None:
-                with run.ledger.lock:
-                    count_node(site.row, True, call.attempt, True, end - call.start_ns)
-            if call.span is not None:
-                site.graph.recorder.spans.node_end_ok(call.span, call.span_token, end)
+            self._count_quiet(task, run, end, [], None)
             return
-        self._count_events(call, run, end, [], None, None, config)
+        self._count_events(task, run, end, [], None, None, config)
 
     def count_deferred(self, run: Run, entry: tuple[Any, ...]) -> None:
         """Count the handoffs LangGraph wrote for this node after its probe returned (the
@@ -721,16 +732,12 @@ class TaskProbe(_Probe):
         site = self.site
         rec = site.graph.recorder
         gotos = lg.goto_targets(cmd) if cmd is not None else []
-        outs, invalid, end_kind = self._handoffs_written(Task(run, site, ""), writes)
+        outs, invalid, end_kind = self._handoffs_written(None, writes)
         with run.ledger.lock:
-            for raw, kind, arg in outs:
+            for raw, kind, arg, target, row in outs:
                 if kind == "command" and raw not in gotos:
                     kind = "conditional"  # not the Command's: a router's (run outside the task)
-                run.open_locked(
-                    graph_ns,
-                    site.graph.qualify(raw),
-                    (site.name, kind, end, arg, site.out_row_locked(raw), step),
-                )
+                run.open_locked(graph_ns, target, (site.name, kind, end, arg, row, step))
         if end_kind is not None:
             rec.emit(
                 run,
@@ -745,53 +752,53 @@ class TaskProbe(_Probe):
                     run_id=run.run_id,
                 ),
             )
-        for kind in invalid:
+        for kind in invalid or ():
             _invalid_route(rec, run, site.name, kind, end)
 
     # -- the Runnable interface: exactly the inner call in between -------------------------
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        call, input = self._begin(input, config)
+        task, input = self._begin(input, config)
         try:
             output = self.inner.invoke(input, config, **kwargs)
         except BaseException as exc:
-            self._fail(call, exc, config)
+            self._fail(task, exc, config)
             raise
-        self._end(call, config)
+        self._end(task, config)
         return output
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        call, input = self._begin(input, config)
+        task, input = self._begin(input, config)
         try:
             output = await self.inner.ainvoke(input, config, **kwargs)
         except BaseException as exc:
-            self._fail(call, exc, config)
+            self._fail(task, exc, config)
             raise
-        self._end(call, config)
+        self._end(task, config)
         return output
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        call, input = self._begin(input, config)
+        task, input = self._begin(input, config)
         try:
             yield from self.inner.stream(input, config, **kwargs)
         except BaseException as exc:
-            self._fail(call, exc, config)
+            self._fail(task, exc, config)
             raise
-        self._end(call, config)
+        self._end(task, config)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        call, input = self._begin(input, config)
+        task, input = self._begin(input, config)
         try:
             async for chunk in self.inner.astream(input, config, **kwargs):
                 yield chunk
         except BaseException as exc:
-            self._fail(call, exc, config)
+            self._fail(task, exc, config)
             raise
-        self._end(call, config)
+        self._end(task, config)
 
     def __repr__(self) -> str:
         return f"TaskProbe({self.site.name!r}, {self.inner!r})"

@@ -52,25 +52,72 @@ instance."""
 
 
 class Task:
-    """The task a probe is running, current while LangGraph runs it (node and writers).
+    """One attempt of a task, current while LangGraph runs it (the node and its writers).
 
-    Routers run inside their source node's task, after the node; they leave their
-    decisions here, and the task probe counts them with the task's outcome.
+    Routers run inside their source node's task, after the node: they leave their
+    decisions here, and the task probe counts them with the task's outcome. A graph
+    invoked during the task finds here the node that called it.
     """
 
-    __slots__ = ("ns", "prefix", "routed", "router_error", "run", "site")
+    __slots__ = (
+        "_ns",
+        "attempt",
+        "config",
+        "graph_ns",
+        "received",
+        "routed",
+        "router_error",
+        "run",
+        "site",
+        "span",
+        "span_token",
+        "start_ns",
+        "step",
+        "token",
+    )
 
-    def __init__(self, run: Run | None, site: Any, prefix: str, ns: str = "") -> None:
+    def __init__(
+        self,
+        run: Run | None,
+        site: Any,
+        config: Any,
+        start_ns: int,
+        attempt: int = 1,
+        graph_ns: str = "",
+        step: int | None = None,
+    ) -> None:
         self.run = run
         self.site = site
-        self.prefix = prefix
-        self.ns = ns
-        """The task's checkpoint namespace: the graph namespace of the subgraph it runs."""
-        """The name of this task's node followed by ``/``: where graphs it calls are named."""
+        self.config = config
+        self.start_ns = start_ns
+        self.attempt = attempt
+        self.graph_ns = graph_ns
+        """The namespace of the graph instance the task runs in ("" at the top)."""
+        self.step = step
+        """The superstep the task runs in (its graph instance's)."""
         self.routed: list[tuple[Any, tuple[str, ...], bool, int, int]] | None = None
         """(router, targets, valid, start_ns, end_ns) per decision of this attempt."""
         self.router_error: tuple[Any, BaseException, int, int] | None = None
         """(router, exception, start_ns, end_ns) when a router raised in this attempt."""
+        self.received: list[tuple[str, str]] | None = None
+        """(source, kind) of the handoffs delivered intact (for a live node span)."""
+        self.span: Any = None
+        self.span_token: Any = None
+        self.token: Any = None
+        self._ns: str | None = None
+
+    @property
+    def prefix(self) -> str:
+        """This task's node followed by ``/``: how the graphs it runs name their nodes."""
+        return str(self.site.child_prefix)
+
+    @property
+    def ns(self) -> str:
+        """The task's checkpoint namespace: that of the graph instance a subgraph it runs is."""
+        ns = self._ns
+        if ns is None:
+            ns = self._ns = lg.task_namespace(self.config) if self.config is not None else ""
+        return ns
 
 
 CURRENT_RUN: ContextVar[Run | None] = ContextVar("coordgap_run", default=None)

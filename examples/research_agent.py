@@ -26,8 +26,7 @@ from pydantic import BaseModel
 from typing_extensions import NotRequired, TypedDict
 
 import coordgap
-from coordgap import faults
-from coordgap.report import report
+from coordgap import faults, report
 
 AUDIT_NODES: Mapping[str, float] = {
     "retrieve": 0.98,

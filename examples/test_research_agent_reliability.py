@@ -16,7 +16,7 @@ import pytest
 from langgraph.types import RetryPolicy
 
 import coordgap
-from coordgap.report import report
+from coordgap import report
 from coordgap.testing import assert_reliability
 
 sys.path.insert(0, str(Path(__file__).parent))

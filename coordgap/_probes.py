@@ -423,6 +423,16 @@ class TaskProbe(_Probe):
             end = _time_ns()
             run = task.run
             writes = lg.task_writes(config)
+            if (
+                run is not None
+                and run.quiet
+                and task.routed is None
+                and site.check_ensures is None
+                and not run.deferred
+                and writes is not None
+                and self._count_static_quiet(task, run, end, writes)
+            ):
+                return  # the usual task: no router, its static edges written once each
             if task.routed is None:
                 outs, invalid, end_kind = self._written_statically(writes)
             else:
@@ -444,6 +454,46 @@ class TaskProbe(_Probe):
             return
         if broken is not None and site.graph.recorder.raise_on_violation:
             raise _violation_error(broken, where="ensures", node=site.name, source=None)
+
+    def _count_static_quiet(self, task: Task, run: Run, end: int, writes: Any) -> bool:
+        """Count the usual task in one pass, building nothing but its pending handoffs:
+        LangGraph wrote each of the node's static edges once, and no other route. Return
+        False (having counted nothing) for any other task."""
+        site = self.site
+        static = site.static_routes
+        seen = 0
+        for channel, _ in writes:
+            if channel in static:
+                seen += 1
+            elif channel.startswith(_ROUTING):
+                return False  # a Command, a Send, a route to no node
+        if seen != len(static):
+            return False  # a static edge written twice (once by a Command)
+        graph_ns = task.graph_ns
+        step = task.step
+        name = site.name
+        lock = run.ledger.lock
+        lock.acquire()
+        try:
+            if site.row is not None:
+                count_node(site.row, True, task.attempt, True, end - task.start_ns)
+            if static:
+                for channel, (_, kind, target, row) in static.items():
+                    run.open_locked(
+                        graph_ns,
+                        target,
+                        (name, kind, end, channel if kind == "join" else None, row, step),
+                    )
+            else:
+                count_handoff(site.end_row, True, site.end_kind or "edge")
+        finally:
+            lock.release()
+        rec = site.graph.recorder
+        if site.row is not None and rec.duration_histogram is not None:
+            rec.record_duration(run, name, True, (end - task.start_ns) / 1e9, task.span)
+        if task.span is not None:
+            rec.spans.node_end_ok(task.span, task.span_token, end)
+        return True
 
     def _written_statically(
         self, writes: Any

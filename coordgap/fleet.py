@@ -299,12 +299,14 @@ _ESCAPE = re.compile(r"\\(.)")
 
 def _parse(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
     """Parse the text exposition format (comments, labels, escapes) without prometheus_client."""
-    for number, raw in enumerate(text.splitlines(), 1):
+    # only "\n" ends a line: splitlines() would also split a label value at U+2028 and kin
+    for number, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         m = _LINE.match(line)
-        if m is None:
+        value = _number(m.group(4)) if m is not None else None
+        if m is None or value is None:
             raise ConfigurationError(
                 f"line {number} is not Prometheus text format: {line[:80]!r}; point coordgap "
                 "at the exporter's /metrics URL"
@@ -320,13 +322,14 @@ def _parse(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
                 lambda e: "\n" if e.group(1) == "n" else e.group(1), lm.group(2)
             )
             pos = lm.end()
-        try:
-            value = float(m.group(4))
-        except ValueError:
-            raise ConfigurationError(
-                f"line {number}: {m.group(4)!r} is not a sample value"
-            ) from None
         yield m.group(1), labels, value
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 # -- the decoder -------------------------------------------------------------------------

@@ -191,7 +191,7 @@ def test_random_graphs_decode_to_their_ledgers(spec: GraphSpec) -> None:
 
 
 def test_names_that_need_escaping_come_back_unchanged() -> None:
-    names = ['say "hi"', "back\\slash", "two\nlines", "ünïcödé", "a b/c"]
+    names = ['say "hi"', "back\\slash", "two\nlines", "line\u2028separator", "ünïcödé", "a b/c"]
     g = StateGraph(S)
     for name in names:
         g.add_node(name, lambda s: {"log": ["x"]})
@@ -275,6 +275,7 @@ def test_a_scrape_without_coordgap_says_so() -> None:
         "{{{ nonsense\n",
         'coordgap_run_clean_total{coordgap_graph="g" 1\n',
         "<html>Prometheus</html>",
+        'coordgap_run_clean_total{coordgap_graph="g"} one\n',
     ],
 )
 def test_malformed_text_is_a_configuration_error(parser: str, text: str) -> None:

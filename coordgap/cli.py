@@ -160,10 +160,11 @@ def _load(path: str, confidence: float = 0.95) -> Report:
 
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     if args.prometheus:
+        from .fleet import fleet_snapshot
+
         window = None if args.window.lower() == "none" else args.window
-        rep = Report.from_prometheus(
-            args.prometheus, graph=args.graph, window=window, confidence=args.confidence
-        )
+        snap = fleet_snapshot(args.prometheus, graph=args.graph, window=window)
+        rep = report(snap, confidence=args.confidence)
     elif args.file is None:
         raise ConfigurationError("coordgap report: give a FILE.json or --prometheus URL")
     else:
@@ -277,9 +278,9 @@ def _fetch(url: str, timeout: float) -> str:
 
 
 def _scrape(args: argparse.Namespace) -> Report:
-    from ._prometheus import snapshot_from_prometheus_text
+    from .fleet import snapshot_from_text
 
-    return report(snapshot_from_prometheus_text(_fetch(args.url, args.timeout), graph=args.graph))
+    return report(snapshot_from_text(_fetch(args.url, args.timeout), graph=args.graph))
 
 
 def _cmd_watch(args: argparse.Namespace, out: TextIO) -> int:

@@ -1,4 +1,4 @@
-"""The coordgap command (report, diff, audit, watch), the Prometheus reader, the gauges."""
+"""The coordgap command: report, diff, audit, watch (its decoder: test_prometheus.py)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from exposition import Exporter, carried, everything_app, run
 
+import coordgap
 from coordgap import cli
-from coordgap._ledger import Ledger
-from coordgap._prometheus import _parse, snapshot_from_prometheus_text
+from coordgap._ledger import Ledger, LedgerSnapshot
 from coordgap._report import report
-from coordgap.errors import ConfigurationError
-from coordgap.events import HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
-from coordgap.semconv import (
-    METRIC_HANDOFF_TRANSFERS,
-    METRIC_NODE_ATTEMPTS,
-    METRIC_NODE_EXECUTIONS,
-    METRIC_ROUTER_DECISIONS,
-    METRIC_RUN_CLEAN,
-    METRIC_RUN_COMPLETIONS,
-)
+from coordgap.events import HandoffOutcome, NodeOutcome, RunOutcome
 
 G = "research"
 
@@ -189,154 +181,56 @@ def test_audit_errors_exit_2_with_a_message(
 # -- Prometheus text and watch ----------------------------------------
 
 
-def prometheus_text_from_otel(ledger: Ledger) -> str:
-    """Serve a ledger's counts through OpenTelemetry's real Prometheus exporter."""
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from opentelemetry.sdk.metrics import MeterProvider
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    registry = CollectorRegistry()
-    reader = PrometheusMetricReader(registry=registry)
-    provider = MeterProvider(metric_readers=[reader])
-    meter = provider.get_meter("coordgap")
-    ex = meter.create_counter(METRIC_NODE_EXECUTIONS, unit="{count}")
-    at = meter.create_counter(METRIC_NODE_ATTEMPTS, unit="{count}")
-    ho = meter.create_counter(METRIC_HANDOFF_TRANSFERS, unit="{count}")
-    ro = meter.create_counter(METRIC_ROUTER_DECISIONS, unit="{count}")
-    rc = meter.create_counter(METRIC_RUN_COMPLETIONS, unit="{count}")
-    cl = meter.create_counter(METRIC_RUN_CLEAN, unit="{count}")
-    snap = ledger.snapshot()
-    g = {"coordgap.graph": snap.graph}
-    for name, s in snap.nodes.items():
-        n = {**g, "coordgap.node": name}
-        ex.add(
-            s.first_attempt_ok, {**n, "coordgap.outcome": "ok", "coordgap.first_attempt": "true"}
-        )
-        late = s.executions - s.failures - s.first_attempt_ok
-        ex.add(late, {**n, "coordgap.outcome": "ok", "coordgap.first_attempt": "false"})
-        ex.add(s.failures, {**n, "coordgap.outcome": "error", "coordgap.first_attempt": "false"})
-        at.add(s.attempts - s.attempt_failures, {**n, "coordgap.outcome": "ok"})
-        at.add(s.attempt_failures, {**n, "coordgap.outcome": "error"})
-    for (src, tgt), h in snap.handoffs.items():
-        e = {**g, "coordgap.handoff.source": src, "coordgap.handoff.target": tgt}
-        kind = next(iter(h.kinds))
-        ho.add(h.successes, {**e, "coordgap.handoff.kind": kind, "coordgap.outcome": "ok"})
-        ho.add(h.failures, {**e, "coordgap.handoff.kind": kind, "coordgap.outcome": "error"})
-    for name, r in snap.routers.items():
-        for tgt, count in r.targets.items():
-            attrs = {**g, "coordgap.router": name, "coordgap.handoff.source": r.source}
-            ro.add(count, {**attrs, "coordgap.handoff.target": tgt, "coordgap.outcome": "ok"})
-    runs = snap.runs
-    for outcome, count in (
-        ("ok", runs.ok),
-        ("error", runs.error),
-        ("interrupted", runs.interrupted),
-    ):
-        rc.add(count, {**g, "coordgap.outcome": outcome})
-    cl.add(runs.clean, g)
-    return generate_latest(registry).decode()
+def served_metrics(path: Path) -> LedgerSnapshot:
+    """Run a graph, write what its /metrics serves (the real exporter) to ``path``; return
+    the ledger's own snapshot."""
+    exporter = Exporter()
+    app = everything_app(exporter.meter_provider)
+    run(app, range(14))
+    path.write_text(exporter.text())
+    return coordgap.ledger(app).snapshot()
 
 
-def looping_ledger() -> Ledger:
-    rng = random.Random(9)
-    ledger = Ledger(G)
-    for _ in range(300):
-        ledger.record(HandoffOutcome(G, "__start__", "a", "edge", True, 0, 0))
-        ok = True
-        if rng.random() < 0.2:
-            ledger.record(NodeOutcome(G, "a", False, 1, False, 0, 0))
-        ledger.record(NodeOutcome(G, "a", True, 1, True, 0, 0))
-        while True:
-            target = "a" if rng.random() < 0.25 else "b"
-            ledger.record(RouterOutcome(G, "route", "a", True, (target,), 0, 0))
-            h = rng.random() < 0.97
-            ledger.record(HandoffOutcome(G, "a", target, "conditional", h, 0, 0))
-            ok &= h
-            node_ok = rng.random() < 0.95
-            ledger.record(NodeOutcome(G, target, node_ok, 1, True, 0, 0))
-            if not node_ok:
-                ledger.record(RunOutcome(G, "error", False, 0, 0))
-                break
-            if target == "b":
-                ledger.record(RunOutcome(G, "ok", ok, 0, 0))
-                break
-    return ledger
+def _router_line(text: str) -> str:
+    (line,) = [line for line in text.splitlines() if line.startswith("router ")]
+    return line
 
 
-def test_snapshot_from_otel_prometheus_exporter_matches_the_ledger() -> None:
-    ledger = looping_ledger()
-    text = prometheus_text_from_otel(ledger)
-    assert "coordgap_node_executions_total{" in text
-    snap = snapshot_from_prometheus_text(text)
-    direct = ledger.snapshot()
-    assert snap.graph == G
-    assert snap.runs.runs == direct.runs.runs and snap.runs.clean == direct.runs.clean
-    for name, s in direct.nodes.items():
-        got = snap.nodes[name]
-        assert (got.executions, got.failures, got.first_attempt_ok) == (
-            s.executions,
-            s.failures,
-            s.first_attempt_ok,
-        )
-        assert (got.attempts, got.attempt_failures) == (s.attempts, s.attempt_failures)
-    for key, h in direct.handoffs.items():
-        assert (snap.handoffs[key].transfers, snap.handoffs[key].failures) == (
-            h.transfers,
-            h.failures,
-        )
-    assert snap.routers["route"].decisions == direct.routers["route"].decisions
-    a, b = report(snap), report(direct)
-    assert a.predicted == pytest.approx(b.predicted)
-    assert a.end_to_end.observed == b.end_to_end.observed
+def test_watch_once_shows_the_router_as_the_ledger_counts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """exporter -> /metrics text -> coordgap watch: the router line is the ledger's own."""
+    metrics = tmp_path / "metrics.txt"
+    own = served_metrics(metrics)
+    assert cli.main(["watch", str(metrics), "--once", "--no-color"]) == 0
+    out = capsys.readouterr().out
+    assert _router_line(out) == _router_line(report(own).to_text(color=False))
+    assert _router_line(out).split()[:4] == ["router", "route", "12", "3"]
+    # everything else the counters carry comes out as the ledger's report says too
+    assert out == report(carried(own, durations=True)).to_text(color=False)
 
-
-def test_prometheus_samples_from_several_processes_add_up() -> None:
-    one = "# TYPE coordgap_run_completions_total counter\n"
-    rows = [
-        'coordgap_run_completions_total{coordgap_graph="g",coordgap_outcome="ok",instance="a"} 3',
-        'coordgap_run_completions_total{coordgap_graph="g",coordgap_outcome="ok",instance="b"} 4',
-        'coordgap_run_clean_total{coordgap_graph="g",instance="b"} 4',
+    assert cli.main(["watch", str(metrics), "--once", "--format", "json"]) == 0
+    (router,) = [
+        c for c in json.loads(capsys.readouterr().out)["components"] if c["kind"] == "router"
     ]
-    snap = snapshot_from_prometheus_text(one + "\n".join(rows) + "\n")
-    assert (snap.runs.runs, snap.runs.ok, snap.runs.clean) == (7, 7, 4)
-
-
-def test_prometheus_text_with_several_graphs_needs_a_choice() -> None:
-    text = (
-        'coordgap_run_clean_total{coordgap_graph="a"} 1\n'
-        'coordgap_run_clean_total{coordgap_graph="b"} 2\n'
+    assert (router["name"], router["source"], router["executions"], router["failures"]) == (
+        "route",
+        "check",
+        12,
+        3,
     )
-    with pytest.raises(ConfigurationError, match="several graphs"):
-        snapshot_from_prometheus_text(text)
-    assert snapshot_from_prometheus_text(text, graph="b").runs.clean == 2
-
-
-def test_fallback_parser_reads_labels_escapes_and_skips_comments() -> None:
-    text = (
-        "# HELP x y\n"
-        'coordgap_node_executions_total{coordgap_graph="g",'
-        'coordgap_node="a \\"q\\"\\\\b"} 2.0 1700\n'
-        "plain_metric 3\n"
-    )
-    rows = list(_parse(text))
-    assert rows[0] == (
-        "coordgap_node_executions_total",
-        {"coordgap_graph": "g", "coordgap_node": 'a "q"\\b'},
-        2.0,
-    )
-    assert rows[1] == ("plain_metric", {}, 3.0)
-    with pytest.raises(ConfigurationError, match="not Prometheus text"):
-        list(_parse("{{{ nonsense\n"))
+    # the counters do not carry the chosen targets: none are shown, none invented
+    assert router["targets"] == {}
 
 
 def test_watch_once_reads_a_metrics_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     metrics = tmp_path / "metrics.txt"
-    metrics.write_text(prometheus_text_from_otel(looping_ledger()))
+    served_metrics(metrics)
     assert cli.main(["watch", str(metrics), "--once"]) == 0
     out = capsys.readouterr().out
-    assert "coordgap report - graph 'research'" in out and "router   route" in out
+    assert "coordgap report - graph 'everything' - 14 runs" in out
 
 
 def test_watch_once_on_an_unreachable_url_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -349,8 +243,8 @@ def test_watch_refreshes_in_place_until_interrupted(
 ) -> None:
     pytest.importorskip("rich")
     metrics = tmp_path / "metrics.txt"
-    good = prometheus_text_from_otel(looping_ledger())
-    metrics.write_text(good)
+    served_metrics(metrics)
+    good = metrics.read_text()
     ticks = []
 
     def sleep(_seconds: float) -> None:
@@ -368,9 +262,9 @@ def test_watch_refreshes_in_place_until_interrupted(
     # Off a terminal every frame is printed in turn: good, broken, good again.
     frames = out.split("Ctrl-C to stop")
     assert len(frames) == 4 and frames[-1].strip() == ""
-    assert "coordgap report - graph 'research'" in frames[0]
+    assert "coordgap report - graph 'everything'" in frames[0]
     assert "cannot read" in frames[1] and "coordgap report" not in frames[1]
-    assert "coordgap report - graph 'research'" in frames[2]
+    assert "coordgap report - graph 'everything'" in frames[2]
     assert len(ticks) == 3
 
 
@@ -393,58 +287,3 @@ def test_watch_without_rich_says_how_to_install(
     monkeypatch.setitem(sys.modules, "rich.live", None)
     assert cli.main(["watch", str(tmp_path / "m.txt")]) == 2
     assert "pip install 'coordgap[cli]'" in capsys.readouterr().err
-
-
-# -- gauges ------------------------------------------------------------
-
-
-def test_report_gauges_are_computed_at_collection_time() -> None:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    from coordgap._gauges import register_report_gauges
-
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    ledger = Ledger(G)
-    register_report_gauges(provider.get_meter("coordgap"), lambda: ledger)
-
-    def collect() -> dict[str, list[tuple[dict[str, object], float]]]:
-        out: dict[str, list[tuple[dict[str, object], float]]] = {}
-        data = reader.get_metrics_data()
-        for rm in data.resource_metrics if data else ():
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    out[m.name] = [(dict(p.attributes), p.value) for p in m.data.data_points]
-        return out
-
-    assert collect().get("coordgap.reliability", []) == []
-    for i in range(10):
-        ledger.record(HandoffOutcome(G, "__start__", "a", "edge", True, 0, 0))
-        ledger.record(NodeOutcome(G, "a", i != 0, 1, True, 0, 0))
-        ledger.record(RunOutcome(G, "ok" if i else "error", i != 0, 0, 0))
-    got = collect()
-    rel = {
-        (a["coordgap.component"], a.get("coordgap.node")): v for a, v in got["coordgap.reliability"]
-    }
-    assert rel[("node", "a")] == pytest.approx(0.9)
-    e2e = {a["coordgap.estimate"]: v for a, v in got["coordgap.end_to_end"]}
-    assert e2e == pytest.approx({"predicted": 0.9, "observed": 0.9, "naive": 0.9})
-    assert got["coordgap.gap"][0][1] == pytest.approx(0.0)
-    assert got["coordgap.gap"][0][0] == {"coordgap.graph": G}
-
-
-def test_report_gauges_never_raise_into_the_exporter() -> None:
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    from coordgap._gauges import register_report_gauges
-
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-
-    def broken() -> Ledger:
-        raise RuntimeError("boom")
-
-    register_report_gauges(provider.get_meter("coordgap"), broken)
-    reader.get_metrics_data()  # no exception

@@ -4,7 +4,9 @@ Three worker processes (``fleet_worker.py``) run the same instrumented graph
 with different seeded fault rates and serve coordgap's metrics on their own
 loopback ports; Prometheus scrapes them every second. Each worker writes its
 own final ledger; the fleet snapshot built from PromQL must equal their sum
-exactly, on every count the metrics carry, and so must every reliability.
+exactly, field by field on everything the metrics carry, and so must every
+reliability. The same decoder reads each worker's ``/metrics`` text (what
+``coordgap watch`` does): it must give back that worker's own ledger.
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
 
 import pytest
+from exposition import assert_decoded
 
 import coordgap
-from coordgap._ledger import HandoffStats, LedgerSnapshot, NodeStats, RouterStats, RunStats
+from coordgap import cli
+from coordgap._ledger import LedgerSnapshot
 from coordgap._report import report
-from coordgap.fleet import fleet_snapshot
+from coordgap.fleet import fleet_snapshot, snapshot_from_text
+from coordgap.testing import merge_snapshots
 
 from . import servers
 
@@ -43,10 +48,22 @@ WORKERS = [  # (seed, fault rate of the node "check", runs)
 CONVERGE_TIMEOUT_S = 90.0
 
 
+@dataclass(frozen=True)
+class Fleet:
+    prometheus: servers.Server
+    ledgers: list[LedgerSnapshot]
+    """Each worker's own final ledger."""
+    metrics: list[str]
+    """Each worker's /metrics URL (the worker has finished its runs and keeps serving)."""
+
+    @property
+    def total(self) -> LedgerSnapshot:
+        """The workers' ledgers summed."""
+        return merge_snapshots(self.ledgers)
+
+
 @pytest.fixture(scope="module")
-def fleet(
-    prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[servers.Server, list[LedgerSnapshot]]]:
+def fleet(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """Three workers (finished, still serving) and a Prometheus scraping them."""
     work = tmp_path_factory.mktemp("fleet")
     procs: list[subprocess.Popen[bytes]] = []
@@ -75,7 +92,7 @@ def fleet(
             servers.unavailable(f"Prometheus did not start: {exc}")
         ledgers = [_wait_for_ledger(out, proc) for out, proc in zip(outs, procs, strict=True)]
         assert prometheus is not None
-        yield prometheus, ledgers
+        yield Fleet(prometheus, ledgers, [f"http://{t}/metrics" for t in targets])
     finally:
         if prometheus is not None:
             prometheus.stop()
@@ -98,71 +115,6 @@ def _wait_for_ledger(out: Path, proc: subprocess.Popen[bytes]) -> LedgerSnapshot
     return LedgerSnapshot.from_dict(json.loads(out.read_text()))
 
 
-def _add(a: dict[str, int], b: Any) -> dict[str, int]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = out.get(k, 0) + v
-    return out
-
-
-def _sum(snaps: list[LedgerSnapshot]) -> LedgerSnapshot:
-    """Sum the workers' own ledgers, field by field, on what the metrics carry."""
-    nodes: dict[str, dict[str, Any]] = {}
-    handoffs: dict[tuple[str, str], dict[str, Any]] = {}
-    routers: dict[str, dict[str, Any]] = {}
-    runs = dict.fromkeys(("runs", "ok", "error", "interrupted", "clean"), 0)
-    internal = 0
-    for s in snaps:
-        for name, n in s.nodes.items():
-            fields = ("executions", "failures", "attempts", "attempt_failures", "first_attempt_ok")
-            row = nodes.setdefault(name, dict.fromkeys(fields, 0))
-            for k in row:
-                row[k] += getattr(n, k)
-        for key, h in s.handoffs.items():
-            hr = handoffs.setdefault(key, {"transfers": 0, "failures": 0, "kinds": {}, "kf": {}})
-            hr["transfers"] += h.transfers
-            hr["failures"] += h.failures
-            hr["kinds"] = _add(hr["kinds"], h.kinds)
-            hr["kf"] = _add(hr["kf"], h.kind_failures)
-        for name, r in s.routers.items():
-            rr = routers.setdefault(name, {"source": r.source, "decisions": 0, "failures": 0})
-            rr["decisions"] += r.decisions
-            rr["failures"] += r.failures
-        for k in runs:
-            runs[k] += getattr(s.runs, k)
-        internal += s.internal_errors
-    return LedgerSnapshot(
-        graph=GRAPH,
-        nodes=MappingProxyType({k: NodeStats(**v) for k, v in nodes.items()}),
-        handoffs=MappingProxyType({
-            k: HandoffStats(k[0], k[1], transfers=v["transfers"], failures=v["failures"],
-                            kinds=MappingProxyType(v["kinds"]),
-                            kind_failures=MappingProxyType(v["kf"]))
-            for k, v in handoffs.items()
-        }),
-        routers=MappingProxyType({k: RouterStats(k, **v) for k, v in routers.items()}),
-        runs=RunStats(**runs),
-        internal_errors=internal,
-    )  # fmt: skip
-
-
-def _counts(s: LedgerSnapshot) -> dict[str, Any]:
-    """Every count the metrics carry, in comparable form (durations are floats: compared apart)."""
-    return {
-        "nodes": {
-            k: (n.executions, n.failures, n.attempts, n.attempt_failures, n.first_attempt_ok)
-            for k, n in s.nodes.items()
-        },
-        "handoffs": {
-            k: (h.transfers, h.failures, dict(h.kinds), dict(h.kind_failures))
-            for k, h in s.handoffs.items()
-        },
-        "routers": {k: (r.source, r.decisions, r.failures) for k, r in s.routers.items()},
-        "runs": (s.runs.runs, s.runs.ok, s.runs.error, s.runs.interrupted, s.runs.clean),
-        "internal_errors": s.internal_errors,
-    }
-
-
 def _converged(url: str, expected_runs: int) -> LedgerSnapshot:
     """Poll until Prometheus has scraped every worker's final counters (bounded)."""
     deadline = time.monotonic() + CONVERGE_TIMEOUT_S
@@ -177,31 +129,44 @@ def _converged(url: str, expected_runs: int) -> LedgerSnapshot:
     )
 
 
-def test_fleet_snapshot_equals_sum_of_worker_ledgers(
-    fleet: tuple[servers.Server, list[LedgerSnapshot]],
-) -> None:
-    prometheus, ledgers = fleet
-    expected = _sum(ledgers)
+def test_fleet_snapshot_equals_sum_of_worker_ledgers(fleet: Fleet) -> None:
+    expected = fleet.total
     assert expected.runs.runs == sum(runs for _, _, runs in WORKERS)
     # The seeded faults really differ between workers, and some of each kind happened.
-    fails = [s.nodes["check"].failures + s.nodes["check"].attempt_failures for s in ledgers]
+    fails = [s.nodes["check"].failures + s.nodes["check"].attempt_failures for s in fleet.ledgers]
     assert fails[0] < fails[2], fails
-    assert expected.handoffs[("retrieve", "check")].failures > 0
+    assert expected.handoffs[("retrieve", "check")].kind_failures["edge"] > 0
+    assert expected.handoffs[("check", "__unknown__")].kind_failures["conditional"] > 0
     assert expected.routers["route"].failures > 0
+    assert expected.nodes["check"].attempts > expected.nodes["check"].executions
 
-    fleet_snap = _converged(prometheus.url, expected.runs.runs)
-    assert _counts(fleet_snap) == _counts(expected)
-    for name, n in fleet_snap.nodes.items():
-        own = sum(s.nodes[name].duration_s for s in ledgers if name in s.nodes)
-        assert n.duration_s == pytest.approx(own, rel=1e-6, abs=1e-9)
+    fleet_snap = _converged(fleet.prometheus.url, expected.runs.runs)
+    assert_decoded(fleet_snap, expected)
 
 
-def test_fleet_reliabilities_match_the_summed_ledgers(
-    fleet: tuple[servers.Server, list[LedgerSnapshot]],
+def test_each_workers_metrics_text_decodes_to_its_ledger(fleet: Fleet) -> None:
+    """The text path: one worker's /metrics, read as coordgap watch reads it."""
+    for url, own in zip(fleet.metrics, fleet.ledgers, strict=True):
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+        assert_decoded(snapshot_from_text(text), own)
+        assert_decoded(snapshot_from_text(text, graph=GRAPH), own)
+
+
+def test_watch_once_on_a_live_worker_shows_its_router_line(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prometheus, ledgers = fleet
-    expected = _sum(ledgers)
-    fleet_rep = report(_converged(prometheus.url, expected.runs.runs))
+    assert cli.main(["watch", fleet.metrics[2], "--once", "--no-color"]) == 0
+    out = capsys.readouterr().out
+    want = report(fleet.ledgers[2]).to_text(color=False)
+    router = [line for line in out.splitlines() if line.startswith("router ")]
+    assert router == [line for line in want.splitlines() if line.startswith("router ")]
+    assert router[0].split()[1] == "route"
+
+
+def test_fleet_reliabilities_match_the_summed_ledgers(fleet: Fleet) -> None:
+    expected = fleet.total
+    fleet_rep = report(_converged(fleet.prometheus.url, expected.runs.runs))
     own_rep = report(expected)
     got = {(c.kind, c.name): c.reliability for c in fleet_rep.components}
     want = {(c.kind, c.name): c.reliability for c in own_rep.components}
@@ -209,46 +174,55 @@ def test_fleet_reliabilities_match_the_summed_ledgers(
     assert fleet_rep.end_to_end.observed == own_rep.end_to_end.observed
     assert fleet_rep.predicted == pytest.approx(own_rep.predicted)
     # and the fleet is not just one worker: its observed end to end pools all three
-    per_worker = [report(s).end_to_end.observed.value for s in ledgers]
+    per_worker = [report(s).end_to_end.observed.value for s in fleet.ledgers]
     assert min(per_worker) <= fleet_rep.end_to_end.observed.value <= max(per_worker)
 
 
-def test_fleet_snapshot_over_a_window_and_graph_discovery(
-    fleet: tuple[servers.Server, list[LedgerSnapshot]],
+def test_report_prometheus_on_the_command_line_is_the_fleets(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prometheus, ledgers = fleet
-    expected = _sum(ledgers)
-    exact = _converged(prometheus.url, expected.runs.runs)
+    expected = fleet.total
+    _converged(fleet.prometheus.url, expected.runs.runs)
+    argv = ["report", "--prometheus", fleet.prometheus.url, "--window", "none", "-f", "json"]
+    assert cli.main(argv) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = json.loads(report(expected).to_json())
+    counts = [(c["kind"], c["name"], c["executions"], c["failures"]) for c in got["components"]]
+    assert sorted(counts) == sorted(
+        (c["kind"], c["name"], c["executions"], c["failures"]) for c in want["components"]
+    )
+    assert got["end_to_end"]["observed"] == want["end_to_end"]["observed"]
+
+
+def test_fleet_snapshot_over_a_window_and_graph_discovery(fleet: Fleet) -> None:
+    expected = fleet.total
+    exact = _converged(fleet.prometheus.url, expected.runs.runs)
     # graph omitted: Prometheus holds one coordgap graph, so it is found
-    assert _counts(fleet_snapshot(prometheus.url, window=None)) == _counts(exact)
+    assert fleet_snapshot(fleet.prometheus.url, window=None) == exact
     # increase() over a window extrapolates and misses each series' first scrape:
     # never more components than exist, never more runs than the exact total (+ rounding).
-    windowed = fleet_snapshot(prometheus.url, graph=GRAPH, window="10m")
+    windowed = fleet_snapshot(fleet.prometheus.url, graph=GRAPH, window="10m")
     assert set(windowed.nodes) <= set(exact.nodes)
     assert set(windowed.handoffs) <= set(exact.handoffs)
     assert windowed.runs.runs <= 2 * exact.runs.runs
     with pytest.raises(coordgap.ConfigurationError, match="PromQL duration"):
-        fleet_snapshot(prometheus.url, graph=GRAPH, window="1 hour")
+        fleet_snapshot(fleet.prometheus.url, graph=GRAPH, window="1 hour")
 
 
-def test_workers_and_prometheus_listen_on_loopback_only(
-    fleet: tuple[servers.Server, list[LedgerSnapshot]],
-) -> None:
-    prometheus, _ = fleet
+def test_workers_and_prometheus_listen_on_loopback_only(fleet: Fleet) -> None:
+    prometheus = fleet.prometheus
     addresses = servers.listening_addresses(prometheus.proc.pid)
     assert addresses
     assert all(a.rsplit(":", 1)[0] in ("127.0.0.1", "::ffff:127.0.0.1") for a in addresses)
 
 
-def test_grafana_dashboard_queries_run_on_prometheus(
-    fleet: tuple[servers.Server, list[LedgerSnapshot]],
-) -> None:
+def test_grafana_dashboard_queries_run_on_prometheus(fleet: Fleet) -> None:
     """Every PromQL in the shipped dashboard parses and, on a live fleet, returns series."""
     import urllib.parse
     import urllib.request
 
-    prometheus, ledgers = fleet
-    _converged(prometheus.url, _sum(ledgers).runs.runs)
+    prometheus = fleet.prometheus
+    _converged(prometheus.url, fleet.total.runs.runs)
     # increase() and rate() need two samples of a series in the window: wait two more
     # scrapes (1 s apart), or a fast worker's series may hold a single sample
     time.sleep(2.5)

@@ -9,6 +9,8 @@ internal error and logged once; it never reaches the exporter or the graph.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,10 +29,11 @@ from .semconv import (
     METRIC_END_TO_END,
     METRIC_GAP,
     METRIC_RELIABILITY,
+    SCOPE_NAME,
     UNIT_RATIO,
 )
 
-__all__ = ["register_report_gauges"]
+__all__ = ["observe_reports", "register_report_gauges"]
 
 _log = logging.getLogger("coordgap")
 
@@ -59,6 +62,12 @@ def register_report_gauges(
         instruments = register_report_gauges(meter, lambda: ledger)
     """
     warned: list[bool] = [False]
+    computed: list[list[Report]] = [[]]
+
+    def compute(_options: CallbackOptions) -> Iterable[Observation]:
+        # the first gauge's callback: one report per ledger per collection, shared by all three
+        computed[0] = reports()
+        return ()
 
     def reports() -> list[Report]:
         try:
@@ -79,7 +88,7 @@ def register_report_gauges(
 
     def reliability(_options: CallbackOptions) -> Iterable[Observation]:
         obs = []
-        for rep in reports():
+        for rep in computed[0]:
             for c in rep.components:
                 if c.reliability.value is None:
                     continue
@@ -97,7 +106,7 @@ def register_report_gauges(
 
     def end_to_end(_options: CallbackOptions) -> Iterable[Observation]:
         obs = []
-        for rep in reports():
+        for rep in computed[0]:
             e = rep.end_to_end
             for estimate, value in (
                 ("predicted", e.predicted.value),
@@ -111,14 +120,14 @@ def register_report_gauges(
     def gap(_options: CallbackOptions) -> Iterable[Observation]:
         return [
             Observation(rep.gap, {ATTR_GRAPH: rep.graph})
-            for rep in reports()
+            for rep in computed[0]
             if rep.gap is not None
         ]
 
     return (
         meter.create_observable_gauge(
             METRIC_RELIABILITY,
-            callbacks=[reliability],
+            callbacks=[compute, reliability],
             unit=UNIT_RATIO,
             description="Reliability per component (node, handoff, router): successes / total.",
         ),
@@ -144,3 +153,24 @@ def _warn_once(warned: list[bool], ledger: Ledger | None) -> None:
     if not warned[0]:
         warned[0] = True
         _log.warning("coordgap: computing the report gauges failed", exc_info=True)
+
+
+_PROVIDERS: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Ledger]] = weakref.WeakKeyDictionary()
+_PROVIDERS_LOCK = threading.Lock()
+
+
+def observe_reports(meter_provider: Any, ledger: Ledger) -> None:
+    """Add ``ledger`` to the report gauges of the provider (registered on its first ledger).
+
+    A gauge exists once per name on a meter (the SDK keeps the first registration's
+    callbacks), so every instrumented graph on a provider shares one set of gauges.
+    """
+    from opentelemetry import metrics
+
+    provider = meter_provider or metrics.get_meter_provider()
+    with _PROVIDERS_LOCK:
+        ledgers = _PROVIDERS.get(provider)
+        if ledgers is None:
+            ledgers = _PROVIDERS[provider] = weakref.WeakSet()
+            register_report_gauges(provider.get_meter(SCOPE_NAME), lambda: list(ledgers))
+        ledgers.add(ledger)

@@ -210,12 +210,12 @@ def instrument(
             report_internal_error("tracer provider", exc, ledger_.count_internal_error)
     histogram = None
     if metrics:
-        from ._gauges import register_report_gauges
-        from ._metrics import meter_of, register_metrics
+        from ._gauges import observe_reports
+        from ._metrics import register_metrics
 
         try:
             histogram = register_metrics(meter_provider, ledger_)
-            register_report_gauges(meter_of(meter_provider), lambda: ledger_)
+            observe_reports(meter_provider, ledger_)
         except Exception as exc:
             # a broken provider costs metrics, never the graph
             report_internal_error("meter provider", exc, ledger_.count_internal_error)

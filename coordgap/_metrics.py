@@ -15,6 +15,7 @@ drain's). A duration is recorded at once when its queue is full.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -94,6 +95,13 @@ def _routers(s: LedgerSnapshot) -> Iterable[tuple[int, dict[str, Any]]]:
         yield r.failures, {**base, sc.ATTR_OUTCOME: "error"}
 
 
+def _router_choices(s: LedgerSnapshot) -> Iterable[tuple[int, dict[str, Any]]]:
+    for name, r in s.routers.items():
+        base = {sc.ATTR_GRAPH: s.graph, sc.ATTR_ROUTER: name, sc.ATTR_SOURCE: r.source}
+        for target, count in r.targets.items():
+            yield count, {**base, sc.ATTR_TARGET: target}
+
+
 def _runs(s: LedgerSnapshot) -> Iterable[tuple[int, dict[str, Any]]]:
     base = {sc.ATTR_GRAPH: s.graph}
     yield s.runs.ok, {**base, sc.ATTR_OUTCOME: "ok"}
@@ -109,42 +117,80 @@ def _internal(s: LedgerSnapshot) -> Iterable[tuple[int, dict[str, Any]]]:
     yield s.internal_errors, {sc.ATTR_GRAPH: s.graph}
 
 
+_COUNTERS = (
+    (sc.METRIC_NODE_EXECUTIONS, _node_executions, "Node executions by outcome, after retries."),
+    (sc.METRIC_NODE_ATTEMPTS, _node_attempts, "Node attempts by outcome; retries included."),
+    (sc.METRIC_HANDOFF_TRANSFERS, _handoffs, "Handoffs by source, target, kind and outcome."),
+    (sc.METRIC_ROUTER_DECISIONS, _routers, "Router decisions by outcome."),
+    (sc.METRIC_ROUTER_CHOICES, _router_choices, "Targets chosen by routers, by target."),
+    (sc.METRIC_RUN_COMPLETIONS, _runs, "Runs by outcome."),
+    (sc.METRIC_RUN_CLEAN, _clean, "Finished runs in which no component failed."),
+    (sc.METRIC_INTERNAL_ERRORS, _internal, "Errors inside coordgap, swallowed."),
+)
+
+
 def meter_of(meter_provider: Any) -> Any:
     """Return coordgap's meter on a provider (OpenTelemetry's global one when None)."""
     provider = meter_provider or metrics.get_meter_provider()
     return provider.get_meter(sc.SCOPE_NAME)
 
 
-def register_metrics(meter_provider: Any, ledger: Ledger) -> Any:
-    """Create coordgap's counters and duration histogram; return the histogram.
+class ProviderInstruments:
+    """coordgap's instruments on one meter provider, observing every ledger registered on it.
+
+    An instrument exists once per name on a meter: the SDK keeps the first registration's
+    callbacks, so every instrumented graph on a provider shares one set. A collection reads
+    each ledger once (the first counter's callback takes the snapshots, the others reuse
+    them), so the counters of one scrape are of one moment.
+    """
+
+    def __init__(self, meter: Any) -> None:
+        self.durations = DeferredHistogram(_duration_histogram(meter))
+        self._ledgers: weakref.WeakSet[Ledger] = weakref.WeakSet()
+        self._snapshots: list[LedgerSnapshot] = []
+        for i, (name, pick, description) in enumerate(_COUNTERS):
+            callbacks = [self._observe(pick)]
+            if i == 0:
+                callbacks.insert(0, self._collect)
+            meter.create_observable_counter(
+                name, callbacks=callbacks, unit=sc.UNIT_COUNT, description=description
+            )
+
+    def add(self, ledger: Ledger) -> None:
+        self._ledgers.add(ledger)
+
+    def _collect(self, options: CallbackOptions) -> Iterable[Observation]:
+        self.durations.drain()
+        self._snapshots = [ledger.snapshot() for ledger in list(self._ledgers)]
+        return ()
+
+    def _observe(
+        self, pick: Callable[[LedgerSnapshot], Iterable[tuple[int, dict[str, Any]]]]
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(v, a) for snap in self._snapshots for v, a in pick(snap)]
+
+        return callback
+
+
+_PROVIDERS: weakref.WeakKeyDictionary[Any, ProviderInstruments] = weakref.WeakKeyDictionary()
+_PROVIDERS_LOCK = threading.Lock()
+
+
+def register_metrics(meter_provider: Any, ledger: Ledger) -> DeferredHistogram:
+    """Observe ``ledger`` with coordgap's counters on the provider; return its duration histogram.
 
     The report gauges (``coordgap._gauges``) compute a report at each collection; they
     are registered beside these by ``instrument()``, not here: a sink does not reach up
     into the report.
     """
-    meter = meter_of(meter_provider)
-    snap = ledger.snapshot
-    counters = (
-        (sc.METRIC_NODE_EXECUTIONS, _node_executions, "Node executions by outcome, after retries."),
-        (sc.METRIC_NODE_ATTEMPTS, _node_attempts, "Node attempts by outcome; retries included."),
-        (sc.METRIC_HANDOFF_TRANSFERS, _handoffs, "Handoffs by source, target, kind and outcome."),
-        (sc.METRIC_ROUTER_DECISIONS, _routers, "Router decisions by outcome."),
-        (sc.METRIC_RUN_COMPLETIONS, _runs, "Runs by outcome."),
-        (sc.METRIC_RUN_CLEAN, _clean, "Finished runs in which no component failed."),
-        (sc.METRIC_INTERNAL_ERRORS, _internal, "Errors inside coordgap, swallowed."),
-    )
-    durations = DeferredHistogram(_duration_histogram(meter))
-    for i, (name, pick, description) in enumerate(counters):
-        callbacks = [_observations(snap, pick)]
-        if i == 0:
-            callbacks.insert(0, durations.drain_callback)
-        meter.create_observable_counter(
-            name,
-            callbacks=callbacks,
-            unit=sc.UNIT_COUNT,
-            description=description,
-        )
-    return durations
+    provider = meter_provider or metrics.get_meter_provider()
+    with _PROVIDERS_LOCK:
+        instruments = _PROVIDERS.get(provider)
+        if instruments is None:
+            instruments = _PROVIDERS[provider] = ProviderInstruments(meter_of(provider))
+    instruments.add(ledger)
+    return instruments.durations
 
 
 _MAX_QUEUED = 4096

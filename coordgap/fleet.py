@@ -33,8 +33,8 @@ Both forms are written out in ``docs/backends.md`` for Grafana panels.
 
 What the counters do not carry reads as zero or empty in the snapshot:
 contract-failure and fault counts, error types (of components and of runs),
-where run-level errors died (``RunStats.error_at``), run durations, the targets
-a router chose, and the topology (so components that never ran are not listed).
+where run-level errors died (``RunStats.error_at``), run durations, and the topology
+(so components that never ran are not listed).
 """
 
 from __future__ import annotations
@@ -89,6 +89,10 @@ _SERIES: Mapping[str, tuple[str, tuple[str, ...]]] = {
     sc.METRIC_ROUTER_DECISIONS: (
         _prom_name(sc.METRIC_ROUTER_DECISIONS) + "_total",
         (sc.ATTR_ROUTER, sc.ATTR_SOURCE, sc.ATTR_OUTCOME),
+    ),
+    sc.METRIC_ROUTER_CHOICES: (
+        _prom_name(sc.METRIC_ROUTER_CHOICES) + "_total",
+        (sc.ATTR_ROUTER, sc.ATTR_SOURCE, sc.ATTR_TARGET),
     ),
     sc.METRIC_RUN_COMPLETIONS: (
         _prom_name(sc.METRIC_RUN_COMPLETIONS) + "_total",
@@ -362,6 +366,7 @@ def snapshot_from_samples(graph: str, samples: Iterable[Sample]) -> LedgerSnapsh
     seconds: dict[str, float] = {}
     handoffs: dict[tuple[str, str], tuple[dict[str, int], dict[str, int]]] = {}
     routers: dict[str, list[Any]] = {}  # source, decisions, failures
+    choices: dict[str, dict[str, int]] = {}  # router -> target -> times chosen
     runs = {"ok": 0, "error": 0, "interrupted": 0, "clean": 0}
     internal = 0
 
@@ -398,6 +403,10 @@ def snapshot_from_samples(graph: str, samples: Iterable[Sample]) -> LedgerSnapsh
             r[1] += n
             if error:
                 r[2] += n
+        elif metric == sc.METRIC_ROUTER_CHOICES:
+            chosen = choices.setdefault(labels.get(router_l, ""), {})
+            target = labels.get(tgt_l, "")
+            chosen[target] = chosen.get(target, 0) + n
         elif metric == sc.METRIC_RUN_COMPLETIONS:
             outcome = labels.get(out_l, "")
             if outcome in ("ok", "error", "interrupted"):
@@ -435,7 +444,11 @@ def snapshot_from_samples(graph: str, samples: Iterable[Sample]) -> LedgerSnapsh
             )
     router_stats = {
         name: RouterStats(
-            router=name, source=source, decisions=decisions, failures=min(failures, decisions)
+            router=name,
+            source=source,
+            decisions=decisions,
+            failures=min(failures, decisions),
+            targets=MappingProxyType({t: c for t, c in choices.get(name, {}).items() if c}),
         )
         for name, (source, decisions, failures) in routers.items()
         if decisions

@@ -97,7 +97,10 @@ METRIC_HANDOFF_TRANSFERS: Final = "coordgap.handoff.transfers"
 """Counter: handoffs by source, target, kind and outcome."""
 
 METRIC_ROUTER_DECISIONS: Final = "coordgap.router.decisions"
-"""Counter: router decisions by router, target and outcome."""
+"""Counter: router decisions by router and outcome."""
+
+METRIC_ROUTER_CHOICES: Final = "coordgap.router.choices"
+"""Counter: targets routers chose, by router and target (a decision can choose several)."""
 
 METRIC_RUN_COMPLETIONS: Final = "coordgap.run.completions"
 """Counter: runs by outcome (ok, error, interrupted)."""

@@ -58,8 +58,8 @@ def carried(snap: LedgerSnapshot, *, durations: bool = False) -> LedgerSnapshot:
     ``durations`` (a float sum: compared apart, approximately).
 
     Not carried (see ``coordgap._metrics``): contract-failure and fault counts, error types,
-    a router's chosen targets, run durations, run error types, ``RunStats.error_at``, the
-    topology.
+    run durations, run error types, ``RunStats.error_at``, the topology. (A router's chosen
+    targets are: ``coordgap.router.choices``.)
     """
     return LedgerSnapshot(
         graph=snap.graph,
@@ -83,7 +83,7 @@ def carried(snap: LedgerSnapshot, *, durations: bool = False) -> LedgerSnapshot:
         ),
         routers=MappingProxyType(
             {
-                k: dataclasses.replace(r, faults=0, targets=_EMPTY, error_types=_EMPTY)
+                k: dataclasses.replace(r, faults=0, error_types=_EMPTY)
                 for k, r in snap.routers.items()
             }
         ),

@@ -219,8 +219,8 @@ def test_watch_once_shows_the_router_as_the_ledger_counts_it(
         12,
         3,
     )
-    # the counters do not carry the chosen targets: none are shown, none invented
-    assert router["targets"] == {}
+    # the chosen targets, as the ledger counted them (coordgap.router.choices)
+    assert router["targets"] == dict(own.routers["route"].targets)
 
 
 def test_watch_once_reads_a_metrics_file(

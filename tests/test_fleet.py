@@ -239,8 +239,8 @@ def test_fleet_snapshot_asks_every_metric_at_one_instant(fake_prometheus: Any) -
         promql(m, graph="g", window="30m")
         for m in (
             sc.METRIC_NODE_EXECUTIONS, sc.METRIC_NODE_ATTEMPTS, sc.METRIC_NODE_DURATION,
-            sc.METRIC_HANDOFF_TRANSFERS, sc.METRIC_ROUTER_DECISIONS, sc.METRIC_RUN_COMPLETIONS,
-            sc.METRIC_RUN_CLEAN, sc.METRIC_INTERNAL_ERRORS,
+            sc.METRIC_HANDOFF_TRANSFERS, sc.METRIC_ROUTER_DECISIONS, sc.METRIC_ROUTER_CHOICES,
+            sc.METRIC_RUN_COMPLETIONS, sc.METRIC_RUN_CLEAN, sc.METRIC_INTERNAL_ERRORS,
         )
     ]  # fmt: skip
     assert {q["time"] for q in handler.queries} == {"1234.500"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import operator
+import re
 import sys
 import types
 import warnings
@@ -58,7 +59,8 @@ except ImportError:  # pragma: no cover - depends on the installed LangGraph
 
 
 SUPPORTED = ("langgraph >= 1.0, < 2",)
-"""The LangGraph versions coordgap supports (checked once at ``instrument()``)."""
+"""The LangGraph versions coordgap supports (checked once at ``instrument()``); the same range
+as ``pyproject.toml``'s dependency and :data:`LOWEST`/:data:`BELOW` (a test keeps them equal)."""
 
 CONF = "configurable"
 CONFIG_KEY_RUNTIME = "__pregel_runtime"
@@ -93,25 +95,44 @@ __all__ = [
 
 # -- the installed version ----------------------------------------------------------
 
+LOWEST = (1, 0, 0)
+"""The lowest LangGraph release coordgap supports: the ``tests-lowest`` session runs on it."""
+BELOW = (2,)
+"""The first LangGraph release coordgap does not support (its internals may change there)."""
 
-def version_warning() -> str | None:
-    """Return a warning when the installed LangGraph is outside :data:`SUPPORTED`, else None."""
+
+def installed_version() -> str | None:
+    """Return the installed LangGraph's version string, or None when it has no metadata."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        installed = version("langgraph")
+        return version("langgraph")
     except PackageNotFoundError:  # pragma: no cover - a vendored LangGraph
         return None
+
+
+def version_warning() -> str | None:
+    """Return a warning when the installed LangGraph is outside :data:`SUPPORTED`, else None.
+
+    Never raises: a version string it cannot read (a local build) is not warned about.
+    """
     try:
-        major = int(installed.split(".")[0])
-    except ValueError:  # pragma: no cover - a local build
+        installed = installed_version()
+        if installed is None:
+            return None
+        match = re.match(r"\d+(?:\.\d+)*", installed)
+        if match is None:
+            return None
+        release = tuple(int(part) for part in match.group().split("."))
+    except Exception:
         return None
-    if major == 1:
+    if LOWEST <= release < BELOW:
         return None
     return (
-        f"coordgap supports {SUPPORTED[0]}; langgraph {installed} is installed. Counting may "
-        "be wrong where LangGraph's internals changed: check the report against a few runs, "
-        "or pin langgraph<2."
+        f"coordgap supports {SUPPORTED[0]} (tested on the lowest and the newest release of "
+        f"it); langgraph {installed} is installed. Counting may be wrong where LangGraph's "
+        f"internals differ: check the report against a few runs, or pip install "
+        f"'{SUPPORTED[0].replace(' ', '')}'."
     )
 
 

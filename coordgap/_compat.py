@@ -47,8 +47,6 @@ except ImportError:  # pragma: no cover - depends on the installed LangGraph
 
 HAS_NODE_ATTEMPT = "execution_info" in getattr(Runtime, "__dataclass_fields__", {})
 """LangGraph >= 1.1.3 gives each task its attempt number (``runtime.execution_info``)."""
-HAS_NODE_DEFAULTS = hasattr(StateGraph, "set_node_defaults")
-"""LangGraph >= 1.2 has ``set_node_defaults`` and error-handler nodes."""
 
 try:
     from langgraph._internal._config import recast_checkpoint_ns

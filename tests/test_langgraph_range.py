@@ -176,7 +176,9 @@ def test_retried_tasks_count_one_execution_of_three_attempts(mode: str) -> None:
     assert got["handoffs"][("f", "sub")] == (2, 0)
 
 
-@pytest.mark.skipif(not lg.HAS_NODE_ATTEMPT, reason="this LangGraph gives a task no node_attempt")
+@pytest.mark.skipif(
+    not lg.HAS_NODE_ATTEMPT, reason="LangGraph < 1.1.3 gives a task no node_attempt to compare with"
+)
 @pytest.mark.parametrize("mode", ["invoke", "astream"])
 def test_the_retry_loop_fallback_agrees_with_node_attempt(
     monkeypatch: pytest.MonkeyPatch, mode: str

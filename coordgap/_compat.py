@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import functools
 import operator
+import re
+import sys
 import types
 import warnings
 from collections import defaultdict, deque
@@ -23,6 +25,7 @@ from langgraph.errors import GraphBubbleUp, GraphInterrupt, ParentCommand
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
+from langgraph.runtime import Runtime
 from langgraph.types import Command, RetryPolicy, Send
 
 from .errors import ConfigurationError
@@ -34,6 +37,17 @@ try:  # private, stable across 1.x; the fallback mirrors its behaviour
 except ImportError:  # pragma: no cover - depends on the installed LangGraph
     _lg_should_retry_on = None
 
+_lg_run_with_retry: Callable[..., Any] | None
+_lg_arun_with_retry: Callable[..., Any] | None
+try:  # where LangGraph < 1.1.3 counts a task's attempts (see _attempt_from_retry_loop)
+    from langgraph.pregel._retry import arun_with_retry as _lg_arun_with_retry
+    from langgraph.pregel._retry import run_with_retry as _lg_run_with_retry
+except ImportError:  # pragma: no cover - depends on the installed LangGraph
+    _lg_run_with_retry = _lg_arun_with_retry = None
+
+HAS_NODE_ATTEMPT = "execution_info" in getattr(Runtime, "__dataclass_fields__", {})
+"""LangGraph >= 1.1.3 gives each task its attempt number (``runtime.execution_info``)."""
+
 try:
     from langgraph._internal._config import recast_checkpoint_ns
 except ImportError:  # pragma: no cover - depends on the installed LangGraph
@@ -43,7 +57,8 @@ except ImportError:  # pragma: no cover - depends on the installed LangGraph
 
 
 SUPPORTED = ("langgraph >= 1.0, < 2",)
-"""The LangGraph versions coordgap supports (checked once at ``instrument()``)."""
+"""The LangGraph versions coordgap supports (checked once at ``instrument()``); the same range
+as ``pyproject.toml``'s dependency and :data:`LOWEST`/:data:`BELOW` (a test keeps them equal)."""
 
 CONF = "configurable"
 CONFIG_KEY_RUNTIME = "__pregel_runtime"
@@ -78,25 +93,44 @@ __all__ = [
 
 # -- the installed version ----------------------------------------------------------
 
+LOWEST = (1, 0, 0)
+"""The lowest LangGraph release coordgap supports: the ``tests-lowest`` session runs on it."""
+BELOW = (2,)
+"""The first LangGraph release coordgap does not support (its internals may change there)."""
 
-def version_warning() -> str | None:
-    """Return a warning when the installed LangGraph is outside :data:`SUPPORTED`, else None."""
+
+def installed_version() -> str | None:
+    """Return the installed LangGraph's version string, or None when it has no metadata."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        installed = version("langgraph")
+        return version("langgraph")
     except PackageNotFoundError:  # pragma: no cover - a vendored LangGraph
         return None
+
+
+def version_warning() -> str | None:
+    """Return a warning when the installed LangGraph is outside :data:`SUPPORTED`, else None.
+
+    Never raises: a version string it cannot read (a local build) is not warned about.
+    """
     try:
-        major = int(installed.split(".")[0])
-    except ValueError:  # pragma: no cover - a local build
+        installed = installed_version()
+        if installed is None:
+            return None
+        match = re.match(r"\d+(?:\.\d+)*", installed)
+        if match is None:
+            return None
+        release = tuple(int(part) for part in match.group().split("."))
+    except Exception:
         return None
-    if major == 1:
+    if LOWEST <= release < BELOW:
         return None
     return (
-        f"coordgap supports {SUPPORTED[0]}; langgraph {installed} is installed. Counting may "
-        "be wrong where LangGraph's internals changed: check the report against a few runs, "
-        "or pin langgraph<2."
+        f"coordgap supports {SUPPORTED[0]} (tested on the lowest and the newest release of "
+        f"it); langgraph {installed} is installed. Counting may be wrong where LangGraph's "
+        f"internals differ: check the report against a few runs, or pip install "
+        f"'{SUPPORTED[0].replace(' ', '')}'."
     )
 
 
@@ -116,7 +150,8 @@ def copy_builder(builder: StateGraph[Any, Any, Any, Any]) -> StateGraph[Any, Any
     new.nodes = {name: copy.copy(spec) for name, spec in builder.nodes.items()}
     defaults = getattr(builder, "_node_defaults", None)
     if defaults is not None:
-        new._node_defaults = copy.copy(defaults)
+        untyped: Any = new  # LangGraph < 1.2 has no node defaults (nor this attribute)
+        untyped._node_defaults = copy.copy(defaults)
         if getattr(defaults, "error_handler", None) is not None:
             # compile() refuses to add its default error handler twice
             new.nodes.pop(DEFAULT_ERROR_HANDLER, None)
@@ -513,9 +548,38 @@ def _should_retry_on(policy: RetryPolicy, exc: Exception) -> bool:
 # -- per-call information -------------------------------------------------------------
 
 
-runtime_attempt: Callable[[Any], int] = operator.attrgetter("execution_info.node_attempt")
-"""The attempt number (1-based) held by ``config[CONF][CONFIG_KEY_RUNTIME]`` (C-level: the
-probes read it on every task)."""
+def _attempt_from_retry_loop(runtime: Any) -> int:
+    """Return the attempt number kept by the retry loop that runs the calling task.
+
+    LangGraph before 1.1.3 hands a task no attempt number: ``run_with_retry`` and
+    ``arun_with_retry`` count the failed attempts in their local ``attempts`` (the
+    newer ``node_attempt`` is that count + 1). The loop calls the task's runnable
+    directly, so its frame is a few frames above this call (probe method, probe
+    ``_begin``); no such frame (a task LangGraph runs some other way) means attempt 1.
+    """
+    frame = sys._getframe(1)
+    for _ in range(_RETRY_FRAME_DEPTH):
+        if frame.f_code in _RETRY_LOOP_CODES:
+            return int(frame.f_locals.get("attempts", 0)) + 1
+        back = frame.f_back
+        if back is None:
+            break
+        frame = back
+    return 1
+
+
+_RETRY_FRAME_DEPTH = 6
+_RETRY_LOOP_CODES: frozenset[types.CodeType] = frozenset(
+    fn.__code__ for fn in (_lg_run_with_retry, _lg_arun_with_retry) if fn is not None
+)
+
+runtime_attempt: Callable[[Any], int]
+"""The attempt number (1-based) of the task whose ``config[CONF][CONFIG_KEY_RUNTIME]`` is
+given (C-level where LangGraph holds it: the probes read it on every task)."""
+if HAS_NODE_ATTEMPT:
+    runtime_attempt = operator.attrgetter("execution_info.node_attempt")
+else:  # pragma: no cover - LangGraph < 1.1.3, tested in the lowest-version session
+    runtime_attempt = _attempt_from_retry_loop
 
 
 def task_writes(config: Any) -> deque[tuple[str, Any]] | None:

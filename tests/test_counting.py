@@ -22,6 +22,7 @@ from graphs_basic import (
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Send
+from langgraph_features import needs_error_handler, needs_node_timeout
 
 import coordgap
 
@@ -363,14 +364,54 @@ def test_instrumenting_twice_does_not_double_count() -> None:
     assert coordgap.ledger(app).snapshot().nodes["n0"].executions == 1
 
 
-def test_error_handler_defer_cache_and_timeout_nodes() -> None:
-    """error_handler, defer, cache_policy and timeout keep their behaviour and counts.
+def test_defer_and_cache_nodes() -> None:
+    """defer and cache_policy keep their behaviour and counts.
 
     A node answered from LangGraph's cache runs no code: the hit is read from the graph's
     cache and counted as a successful execution, its handoff into it delivered.
     """
     from langgraph.cache.memory import InMemoryCache
     from langgraph.types import CachePolicy
+
+    async def slow(state: State) -> dict[str, Any]:
+        await asyncio.sleep(0.001)
+        return {"log": ["slow"]}
+
+    def build() -> StateGraph:
+        b = StateGraph(State)
+        b.add_node("a", step("a"))
+        b.add_node("late", step("late"), defer=True)
+        b.add_node("cached", step("cached"), cache_policy=CachePolicy())
+        b.add_node("slow", slow)
+        b.add_edge(START, "a")
+        for target in ("late", "cached"):
+            b.add_edge("a", target)
+        b.add_edge("cached", "slow")
+        b.add_edge("slow", END)
+        b.add_edge("late", END)
+        return b
+
+    async def twice(graph: Any) -> list[list[str]]:
+        return [sorted((await graph.ainvoke({"n": 0}))["log"]) for _ in range(2)]
+
+    bare = build().compile(cache=InMemoryCache())
+    app = coordgap.instrument(build().compile(cache=InMemoryCache()))
+    assert asyncio.run(twice(bare)) == asyncio.run(twice(app))
+    snap = coordgap.ledger(app).snapshot()
+    assert snap.nodes["cached"].executions == 2  # the second run's is a cache hit
+    assert snap.handoffs[("cached", "slow")].transfers == 2  # its replayed writes hand off
+    assert (snap.handoffs[("a", "cached")].transfers, snap.handoffs[("a", "cached")].failures) == (
+        2,
+        0,
+    )
+    assert snap.nodes["late"].executions == 2
+    assert (snap.runs.ok, snap.runs.clean) == (2, 2)
+
+
+@needs_error_handler
+@needs_node_timeout
+def test_error_handler_and_timeout_nodes() -> None:
+    """error_handler and timeout keep their behaviour and counts."""
 
     def boom(state: State) -> dict[str, Any]:
         raise KeyError("boom")
@@ -386,32 +427,22 @@ def test_error_handler_defer_cache_and_timeout_nodes() -> None:
         b = StateGraph(State)
         b.add_node("a", step("a"))
         b.add_node("boom", boom, error_handler=handler)
-        b.add_node("late", step("late"), defer=True)
-        b.add_node("cached", step("cached"), cache_policy=CachePolicy())
         b.add_node("slow", slow, timeout=5.0)
         b.add_edge(START, "a")
-        for target in ("boom", "late", "cached"):
+        for target in ("boom", "slow"):
             b.add_edge("a", target)
-        b.add_edge("cached", "slow")
         b.add_edge("slow", END)
-        b.add_edge("late", END)
         return b
 
     async def twice(graph: Any) -> list[list[str]]:
         return [sorted((await graph.ainvoke({"n": 0}))["log"]) for _ in range(2)]
 
-    bare = build().compile(cache=InMemoryCache())
-    app = coordgap.instrument(build().compile(cache=InMemoryCache()))
+    bare = build().compile()
+    app = coordgap.instrument(build().compile())
     assert asyncio.run(twice(bare)) == asyncio.run(twice(app))
     snap = coordgap.ledger(app).snapshot()
     assert (snap.nodes["boom"].executions, snap.nodes["boom"].failures) == (2, 2)
-    assert snap.nodes["cached"].executions == 2  # the second run's is a cache hit
-    assert snap.handoffs[("cached", "slow")].transfers == 2  # its replayed writes hand off
-    assert (snap.handoffs[("a", "cached")].transfers, snap.handoffs[("a", "cached")].failures) == (
-        2,
-        0,
-    )
-    assert snap.nodes["late"].executions == 2
+    assert (snap.nodes["slow"].executions, snap.nodes["slow"].failures) == (2, 0)
     assert (snap.runs.ok, snap.runs.clean) == (2, 0)  # the handled failure still dirties the run
 
 

@@ -360,16 +360,18 @@ def test_send_payloads_are_corrupted_and_workers_fault() -> None:
                 pass
         return coordgap.ledger(app).snapshot(), faulty.coordgap_faults.counts
 
-    snap, counts = go()
-    h = snap.handoffs[("plan", "worker")]
-    assert dict(h.kinds) == {"send": h.transfers}
-    assert h.faults == h.failures == counts["handoff:plan->worker"][1] > 0
-    assert snap.nodes["worker"].faults == counts["node:worker"][1] > 0
-    # per-component counters: the totals do not depend on thread scheduling
-    snap2, counts2 = go()
-    assert counts2 == counts
-    assert snap2.handoffs[("plan", "worker")].faults == h.faults
-    assert snap2.nodes["worker"].faults == snap.nodes["worker"].faults
+    for _ in range(2):
+        snap, counts = go()
+        h = snap.handoffs[("plan", "worker")]
+        assert dict(h.kinds) == {"send": h.transfers}
+        assert h.faults == h.failures == counts["handoff:plan->worker"][1] > 0
+        assert snap.nodes["worker"].faults == counts["node:worker"][1] > 0
+        # per-component counters: a component's n-th draw decides the same way whichever
+        # thread takes it. (How many Sends of a superstep start before a failing one cancels
+        # the rest is LangGraph's thread timing, so the number of draws may differ run to run.)
+        for component, rate in (("node:worker", 0.1), ("handoff:plan->worker", 0.2)):
+            draws, fired = counts[component]
+            assert fired == sum(faults.draw(5, component, n) < rate for n in range(draws))
 
 
 # -- configuration ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, Command, RetryPolicy, Send, interrupt
+from langgraph_features import needs_error_handler, needs_saved_cache_writes
 
 from .oracle import Oracle, assert_same_ledger, diff_ledgers, empty_ledger, ledger_view
 
@@ -460,6 +461,7 @@ def test_interrupt_inside_a_subgraph_is_no_execution_until_resumed() -> None:
     assert_same_ledger(oracle.expected(), want)
 
 
+@needs_error_handler
 def test_error_handler_runs_as_a_node_and_routes_on() -> None:
     def risky(state: S) -> dict[str, Any]:
         raise ValueError("risky")
@@ -487,6 +489,7 @@ def test_error_handler_runs_as_a_node_and_routes_on() -> None:
     assert_same_ledger(oracle.expected(), want)
 
 
+@needs_saved_cache_writes
 def test_cache_hit_is_an_execution_whose_writes_are_replayed() -> None:
     calls: list[int] = []
 

@@ -514,9 +514,7 @@ def _build(
                 if target == raw
             },
             join_channels={
-                target: channel
-                for channel, (target, sources) in joins.items()
-                if raw in sources
+                target: channel for channel, (target, sources) in joins.items() if raw in sources
             },
         )
         lg.wrap_task_runnable(pregel_node, functools.partial(TaskProbe, site=site))

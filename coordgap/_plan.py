@@ -209,7 +209,6 @@ class _Model:
         return r, Estimate(r, r, r, "given")
 
 
-
 def param_key_of(rep: Report, label: str) -> str:
     """Return the chain parameter of the component labelled ``label``."""
     for c in rep.components:

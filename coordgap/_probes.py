@@ -22,13 +22,13 @@ failed decision.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from . import _clock
 from . import _compat as lg
 from . import semconv as sc
 from ._ledger import count_handoff, count_node, count_router
@@ -36,8 +36,6 @@ from ._run import CURRENT_RUN, CURRENT_TASK, Pending, Recorder, Run, Task
 from .contracts import Check, Violation
 from .errors import ContractViolation
 from .events import HandoffKind, HandoffOutcome, NodeOutcome, RouterOutcome
-
-_time_ns = time.time_ns
 
 _BRANCH = lg.BRANCH_PREFIX
 _ROUTING = (lg.BRANCH_PREFIX, lg.TASKS_CHANNEL)
@@ -154,7 +152,7 @@ class NodeSite:
         probe = self.probe
         if probe is None:
             return
-        now = _time_ns()
+        now = _clock.now_ns()
         task = Task(run, self, None, now, 1, graph_ns)
         with run.ledger.lock:
             for p in run.take_locked(graph_ns, self.name, False, None, None, self.joins):
@@ -282,7 +280,7 @@ class TaskProbe(_Probe):
             # (a task's own namespace can sit under another task's: an error handler's does).
             outer = CURRENT_TASK.get()
             graph_ns = outer.ns if outer is not None and outer.run is run else ""
-            task = Task(run, site, config, _time_ns(), attempt, graph_ns, step)
+            task = Task(run, site, config, _clock.now_ns(), attempt, graph_ns, step)
             if run is not None:
                 if run.deferred:
                     flush_deferred(run, graph_ns=graph_ns, step=step)
@@ -420,7 +418,7 @@ class TaskProbe(_Probe):
         site = self.site
         broken = None
         try:
-            end = _time_ns()
+            end = _clock.now_ns()
             run = task.run
             writes = lg.task_writes(config)
             if (
@@ -707,7 +705,7 @@ class TaskProbe(_Probe):
         site = self.site
         rec = site.graph.recorder
         run = task.run
-        end = _time_ns()
+        end = _clock.now_ns()
         if run is not None and run.deferred:
             flush_deferred(run, ended=task.ns)
         if isinstance(exc, lg.ParentCommand):
@@ -1016,7 +1014,7 @@ class RouterProbe(_Probe):
             site = self.site
             targets, valid = site.targets(result)
             task = self._task()
-            now = _time_ns()
+            now = _clock.now_ns()
             if task is None:
                 # run outside its node's task (writers replaying a parent command): count now
                 run = CURRENT_RUN.get()
@@ -1049,7 +1047,7 @@ class RouterProbe(_Probe):
             return
         try:
             task = self._task()
-            now = _time_ns()
+            now = _clock.now_ns()
             if task is not None:
                 task.router_error = (self.site, exc, start, now)
                 return
@@ -1059,7 +1057,7 @@ class RouterProbe(_Probe):
             self.site.graph.recorder.internal_error(f"router {self.site.router}", inner)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        start = _time_ns()
+        start = _clock.now_ns()
         try:
             result = self.inner.invoke(input, config, **kwargs)
         except BaseException as exc:
@@ -1069,7 +1067,7 @@ class RouterProbe(_Probe):
         return result
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        start = _time_ns()
+        start = _clock.now_ns()
         try:
             result = await self.inner.ainvoke(input, config, **kwargs)
         except BaseException as exc:

@@ -22,7 +22,6 @@ import dataclasses
 import itertools
 import os
 import threading
-import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -31,14 +30,13 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
+from . import _clock
 from . import _compat as lg
 from . import semconv as sc
 from ._failopen import report_internal_error
 from ._ledger import Ledger, count_run
 from .contracts import Capture
 from .events import Event, HandoffKind, HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
-
-_time_ns = time.time_ns
 
 _MAX_THREADS_REMEMBERED = 10_000
 _MAX_ERROR_TYPES = 64
@@ -178,7 +176,7 @@ class Run:
         self.recorder = recorder
         self.ledger = recorder.ledger
         self.run_id = run_id
-        self.start_ns = _time_ns()
+        self.start_ns = _clock.now_ns()
         self.thread = thread
         self.link = link
         self.quiet = recorder.quiet and link is None
@@ -433,7 +431,7 @@ class Recorder:
                 for entry in deferred:  # the writes of the run's last superstep
                     entry[2].count_deferred(run, entry)
             # else the run raised: LangGraph discarded those writes
-        end_ns = _time_ns()
+        end_ns = _clock.now_ns()
         left = run.take_all_keyed()
         if run.durations and self.duration_histogram is not None:
             self.duration_histogram.record_batch(run.durations)

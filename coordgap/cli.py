@@ -111,7 +111,6 @@ def _parser() -> argparse.ArgumentParser:
     fmt(w)
     w.set_defaults(run=_cmd_watch)
 
-
     wi = sub.add_parser(
         "what-if", help="predict end to end after retries, fallbacks or hardened handoffs"
     )

@@ -19,6 +19,7 @@ from typing import Any
 from ._chain import Chain, Diverged, Edge, Group, State, sccs_in_topological_order
 from ._predict import flat_chain, param_key
 from ._report import _NO_DATA, EndToEnd, Report, _assemble, _Draft, _params
+from ._stats import probability
 from .errors import ConfigurationError
 from .semconv import END, START
 from .topology import Topology, handoff_name, handoff_pair
@@ -82,7 +83,7 @@ def audit(
         print(f"{rep.naive:.3f} {rep.predicted:.3f} {rep.gap:.3f}")  # 0.867 0.791 0.076
     """
     topo = _topology(graph, name)
-    _check_rate("default", default)
+    probability(default, "default")
     notes: list[str] = []
     containers = set(topo.subgraphs)
     node_names = list(topo.nodes)
@@ -254,12 +255,6 @@ def _topology(graph: object, name: str | None) -> Topology:
     return topology_of(graph, graph_name)
 
 
-def _check_rate(what: str, x: object) -> float:
-    if isinstance(x, bool) or not isinstance(x, int | float) or not 0.0 <= x <= 1.0:
-        raise ConfigurationError(f"{what} must be a reliability between 0 and 1 (got {x!r})")
-    return float(x)
-
-
 def _pair_key(key: object) -> tuple[str, str]:
     if isinstance(key, tuple) and len(key) == 2:
         return (str(key[0]), str(key[1]))
@@ -281,7 +276,7 @@ def _rates(
     if given is None:
         return dict.fromkeys(known, default)
     if not isinstance(given, Mapping):
-        rate = _check_rate(what, given)
+        rate = probability(given, what)
         return dict.fromkeys(known, rate)
     out = dict.fromkeys(known, default)
     for key, x in given.items():
@@ -291,7 +286,7 @@ def _rates(
             raise ConfigurationError(
                 f"{what} names {_show(k)!r}, which the graph does not have; it has: {shown}"
             )
-        out[k] = _check_rate(f"{what}[{_show(k)!r}]", x)
+        out[k] = probability(x, f"{what}[{_show(k)!r}]")
     return out
 
 
@@ -316,7 +311,7 @@ def _branch_probabilities(
                 f"branches names {_show(pair)!r}, which is not an edge of the graph; edges: "
                 + ", ".join(_show(p) for p in pairs)
             )
-        given[pair] = _check_rate(f"branches[{_show(pair)!r}]", x)
+        given[pair] = probability(x, f"branches[{_show(pair)!r}]")
     out: dict[tuple[str, str], float] = {}
     choices: dict[str, list[tuple[str, str]]] = {}
     for pair, kinds in pairs.items():

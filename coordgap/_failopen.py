@@ -9,11 +9,13 @@ suite does, so its bugs fail loudly there and silently nowhere else).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from .semconv import ENV_RAISE_INTERNAL
 
@@ -51,6 +53,45 @@ def report_internal_error(where: str, exc: BaseException, count: Callable[[], No
         )
     if raise_internal():
         raise exc
+
+
+class guard:
+    """Fail open around code that is not on the hot path: an exception inside is counted and
+    logged once (:func:`report_internal_error`), never raised into the user's graph.
+
+    Usable as a context manager or as a decorator (then the function returns None when it
+    failed). The probes keep their own inline ``try`` (a context manager costs a call on
+    every task); everything else goes through here.
+
+    Example::
+
+        with guard("spans", ledger.count_internal_error):
+            spans.run_end(run, outcome)
+    """
+
+    __slots__ = ("count", "where")
+
+    def __init__(self, where: str, count: Callable[[], None] | None = None) -> None:
+        self.where = where
+        self.count = count
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, Exception):
+            report_internal_error(self.where, exc, self.count)
+            return True  # swallowed (report_internal_error re-raises in coordgap's own tests)
+        return False
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return fn(*args, **kwargs)
+            return None
+
+        return guarded
 
 
 def _reset_after_fork() -> None:

@@ -12,7 +12,7 @@ from typing import Any, Literal, cast
 
 from . import _compat as lg
 from . import semconv as sc
-from ._failopen import report_internal_error
+from ._failopen import guard
 from ._ledger import Ledger
 from ._probes import CacheProbe, GraphSites, NodeSite, RouterProbe, RouterSite, TaskProbe
 from ._run import Recorder
@@ -203,22 +203,17 @@ def instrument(
     if span_mode != "off":
         from ._spans import SpanRecorder
 
-        try:
+        # a broken provider costs spans (or metrics), never the graph
+        with guard("tracer provider", ledger_.count_internal_error):
             span_recorder = SpanRecorder(tracer_provider, span_mode, graph_name)
-        except Exception as exc:
-            # a broken provider costs spans, never the graph
-            report_internal_error("tracer provider", exc, ledger_.count_internal_error)
     histogram = None
     if metrics:
         from ._gauges import observe_reports
         from ._metrics import register_metrics
 
-        try:
+        with guard("meter provider", ledger_.count_internal_error):
             histogram = register_metrics(meter_provider, ledger_)
             observe_reports(meter_provider, ledger_)
-        except Exception as exc:
-            # a broken provider costs metrics, never the graph
-            report_internal_error("meter provider", exc, ledger_.count_internal_error)
     recorder = Recorder(
         graph=graph_name,
         ledger=ledger_,
@@ -266,16 +261,13 @@ def _announce(app: InstrumentedGraph, recorder: Recorder, ledger_: Ledger) -> No
     observers = _observers  # one read of an immutable tuple: no lock on the common path
     if not observers:
         return
-    from ._failopen import report_internal_error
 
     extra: list[Callable[[Event], None]] = []
     for observer in observers:
-        try:
+        with guard("instrument observer", ledger_.count_internal_error):
             sinks = observer(app)
             if sinks:
                 extra.extend(sinks)
-        except Exception as exc:
-            report_internal_error("instrument observer", exc, ledger_.count_internal_error)
     if extra:
         recorder.add_sinks(extra)
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._chain import Chain
 from ._predict import Param, chain_of, log_variance_of, param_key, params_of
-from ._stats import Estimate, log_variance
+from ._stats import Estimate, log_variance, probability
 from ._stats import z as _z
 from .errors import ConfigurationError
 from .topology import handoff_name, handoff_pair, path_of
@@ -224,17 +224,12 @@ def _norm(ref: Ref) -> str:
     return str(ref)
 
 
-def _check_rate(what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ConfigurationError(f"{what} must be a reliability between 0 and 1 (got {value!r})")
-
-
 def _alternative(
     rep: Report, c: ComponentReport, alt: float | str | Sequence[str], extra: Mapping[str, float]
 ) -> float:
     """Return r_alt: a number, or the product of the alternative path's nodes and handoffs."""
     if isinstance(alt, int | float) and not isinstance(alt, bool):
-        _check_rate(f"fallback for {_label(c)}", alt)
+        probability(alt, f"fallback for {_label(c)}")
         return float(alt)
     path = path_of(alt, stacklevel=5)
     if c.kind == "handoff":

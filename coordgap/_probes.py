@@ -673,19 +673,7 @@ class TaskProbe(_Probe):
                         task.graph_ns, target, (site.name, kind, end, arg, row, task.step)
                     )
         if end_kind is not None:
-            rec.emit(
-                run,
-                HandoffOutcome(
-                    graph=rec.graph,
-                    source=site.name,
-                    target=site.graph.end_name,
-                    kind=end_kind,
-                    ok=True,
-                    start_ns=end,
-                    end_ns=end,
-                    run_id=run_id,
-                ),
-            )
+            _ended(rec, run, site, end_kind, end)
         if task.span is not None:
             rec.spans.node_end(task.span, task.span_token, event, end)
 
@@ -787,19 +775,7 @@ class TaskProbe(_Probe):
                     kind = "conditional"  # not the Command's: a router's (run outside the task)
                 run.open_locked(graph_ns, target, (site.name, kind, end, arg, row, step))
         if end_kind is not None:
-            rec.emit(
-                run,
-                HandoffOutcome(
-                    graph=rec.graph,
-                    source=site.name,
-                    target=site.graph.end_name,
-                    kind="command",
-                    ok=True,
-                    start_ns=end,
-                    end_ns=end,
-                    run_id=run.run_id,
-                ),
-            )
+            _ended(rec, run, site, "command", end)
         for kind in invalid or ():
             _invalid_route(rec, run, site.name, kind, end)
 
@@ -860,6 +836,23 @@ def _update_of(writes: Any) -> dict[str, Any]:
             continue
         update[channel] = value
     return update
+
+
+def _ended(rec: Recorder, run: Run | None, site: NodeSite, kind: HandoffKind, now: int) -> None:
+    """Emit the handoff of a task that handed off to nobody: into its graph's END."""
+    rec.emit(
+        run,
+        HandoffOutcome(
+            graph=rec.graph,
+            source=site.name,
+            target=site.graph.end_name,
+            kind=kind,
+            ok=True,
+            start_ns=now,
+            end_ns=now,
+            run_id=run.run_id if run is not None else 0,
+        ),
+    )
 
 
 def _invalid_route(

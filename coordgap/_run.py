@@ -33,7 +33,7 @@ from opentelemetry import context as otel_context
 from . import _clock
 from . import _compat as lg
 from . import semconv as sc
-from ._failopen import report_internal_error
+from ._failopen import guard, report_internal_error
 from ._ledger import Ledger, count_run
 from .contracts import Capture
 from .events import Event, HandoffKind, HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
@@ -327,33 +327,23 @@ class Recorder:
 
     def emit(self, run: Run | None, event: Event) -> None:
         """Hand one event to the ledger, the sinks, the spans (failures) and a linked outer run."""
-        try:
+        count = self.ledger.count_internal_error
+        with guard("ledger", count):
             self.ledger.record(event)
-        except Exception as exc:
-            self.internal_error("ledger", exc)
         for sink in self.sinks:
-            try:
+            with guard(f"sink {sink!r}", count):
                 sink(event)
-            except Exception as exc:
-                self.internal_error(f"sink {sink!r}", exc)
         if not isinstance(event, RunOutcome) and not event.ok:
             if run is not None and (not isinstance(event, NodeOutcome) or event.final):
                 run.failed = True  # a retried attempt is not a failed run
-            self._span_failure(run, event)
+            if self.spans is not None:
+                with guard("spans", count):
+                    self.spans.failure(run, event)
         link = run.link if run is not None else None
         if link is not None and not isinstance(event, RunOutcome):
             outer = link.run
-            try:
+            with guard("linked run", count):
                 outer.recorder.emit(outer, _renamed(event, link.prefix, outer.recorder.graph))
-            except Exception as exc:
-                self.internal_error("linked run", exc)
-
-    def _span_failure(self, run: Run | None, event: Any) -> None:
-        if self.spans is not None:
-            try:
-                self.spans.failure(run, event)
-            except Exception as exc:
-                self.internal_error("spans", exc)
 
     def error_type(self, exc_or_name: BaseException | str) -> str:
         """Return a bounded error.type: the class name, or ``other`` past the cap."""
@@ -412,17 +402,13 @@ class Recorder:
                     for (graph_ns, target), pending in carried:
                         run.open_locked(graph_ns, target, pending)
         if self.spans is not None:
-            try:
+            with guard("spans", self.ledger.count_internal_error):
                 self.spans.run_start(run)
-            except Exception as exc:
-                self.internal_error("spans", exc)
         return run
 
     def end_run(self, run: Run, exc: BaseException | None, abandoned: bool = False) -> None:
-        try:
+        with guard("end of run", self.ledger.count_internal_error):
             self._end_run(run, exc, abandoned)
-        except Exception as inner:
-            self.internal_error("end of run", inner)
 
     def _end_run(self, run: Run, exc: BaseException | None, abandoned: bool) -> None:
         if run.deferred:

@@ -29,6 +29,18 @@ from .events import HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
 _MAX_DEFERRED = 256  # failures kept per run for "failures" mode; beyond that they are only counted
 
 
+def _add_failure(attrs: dict[str, Any], e: NodeOutcome | HandoffOutcome) -> None:
+    """Add what a failed node attempt or handoff says: error type, contract, fault, capture."""
+    attrs[sc.ATTR_ERROR_TYPE] = e.error_type or "Exception"
+    if e.contract is not None:
+        attrs[sc.ATTR_CONTRACT] = e.contract
+        attrs[sc.ATTR_CONTRACT_FIELDS] = list(e.fields)
+    if e.fault:
+        attrs[sc.ATTR_FAULT] = True
+    if e.captured is not None:
+        attrs[sc.ATTR_CAPTURED_INPUT] = e.captured
+
+
 def _node_attributes(e: NodeOutcome) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         sc.ATTR_GRAPH: e.graph,
@@ -39,14 +51,7 @@ def _node_attributes(e: NodeOutcome) -> dict[str, Any]:
     if e.step is not None:
         attrs[sc.ATTR_STEP] = e.step
     if not e.ok:
-        attrs[sc.ATTR_ERROR_TYPE] = e.error_type or "Exception"
-        if e.contract is not None:
-            attrs[sc.ATTR_CONTRACT] = e.contract
-            attrs[sc.ATTR_CONTRACT_FIELDS] = list(e.fields)
-        if e.fault:
-            attrs[sc.ATTR_FAULT] = True
-        if e.captured is not None:
-            attrs[sc.ATTR_CAPTURED_INPUT] = e.captured
+        _add_failure(attrs, e)
     return attrs
 
 
@@ -59,14 +64,7 @@ def _handoff_attributes(e: HandoffOutcome) -> dict[str, Any]:
         sc.ATTR_OUTCOME: "ok" if e.ok else "error",
     }
     if not e.ok:
-        attrs[sc.ATTR_ERROR_TYPE] = e.error_type or "Exception"
-        if e.contract is not None:
-            attrs[sc.ATTR_CONTRACT] = e.contract
-            attrs[sc.ATTR_CONTRACT_FIELDS] = list(e.fields)
-        if e.fault:
-            attrs[sc.ATTR_FAULT] = True
-        if e.captured is not None:
-            attrs[sc.ATTR_CAPTURED_INPUT] = e.captured
+        _add_failure(attrs, e)
     return attrs
 
 

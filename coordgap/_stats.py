@@ -18,10 +18,27 @@ __all__ = [
     "jeffreys",
     "log_variance",
     "newcombe",
+    "probability",
     "proportion_variance",
     "wilson_interval",
     "z",
 ]
+
+
+def probability(value: object, what: str, meaning: str = "a reliability") -> float:
+    """Return ``value`` as a float when it is a number in [0, 1]; else a ConfigurationError
+    naming ``what`` (the argument) and what the number means.
+
+    Example::
+
+        >>> probability(0.97, "nodes['analyze']")
+        0.97
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ConfigurationError(
+            f"{what}={value!r}: {meaning} is a number between 0 and 1 (0.97 for 97 %)."
+        )
+    return float(value)
 
 
 def z(confidence: float) -> float:

@@ -50,6 +50,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from . import _compat as lg
 from . import semconv as sc
+from ._stats import probability
 from .errors import ConfigurationError
 from .topology import parse_handoff
 
@@ -327,13 +328,7 @@ def _without(value: Any, drop: set[str] | frozenset[str] | None) -> Any:
 
 
 def _rate(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{what}={value!r}: a fault rate is a number in [0, 1].")
-    if not 0.0 <= float(value) <= 1.0:
-        raise ConfigurationError(
-            f"{what}={value!r}: a fault rate is a probability in [0, 1] (0.04 for 4 %)."
-        )
-    return float(value)
+    return probability(value, what, "a fault rate")
 
 
 def _check_name(name: Any, known: Iterable[str], what: str) -> None:

@@ -60,7 +60,6 @@ from ._plan import (
     PlanStep,
     Ref,
     _alternative,
-    _check_rate,
     _component,
     _key,
     _label,
@@ -72,7 +71,7 @@ from ._plan import (
 )
 from ._predict import Param
 from ._report import ComponentReport, EndToEnd, Report, _assemble, _Draft
-from ._stats import Estimate
+from ._stats import Estimate, probability
 from .errors import ConfigurationError
 
 __all__ = [
@@ -288,7 +287,7 @@ def what_if(
     extra: dict[str, float] = {}  # reliabilities of components only on fallback paths
     overridden: dict[str, float] = {}
     for ref, value in (reliability or {}).items():
-        _check_rate(f"reliability[{ref!r}]", value)
+        probability(value, f"reliability[{ref!r}]")
         try:
             c = _component(rep, ref)
         except ConfigurationError:

@@ -8,7 +8,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 from . import _compat as lg
 from . import semconv as sc
@@ -16,10 +16,14 @@ from ._failopen import guard
 from ._ledger import Ledger
 from ._probes import CacheProbe, GraphSites, NodeSite, RouterProbe, RouterSite, TaskProbe
 from ._run import Recorder
-from .contracts import Capture, Check, Contract, compile_check, declared_contract
+from .contracts import Capture, Check, Contract, ContractSpec, compile_check, declared_contract
 from .errors import ConfigurationError
-from .events import Event, HandoffKind
+from .events import Event, HandoffKind, Sink
 from .topology import Topology, handoff_name, parse_handoff
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["InstrumentedGraph", "instrument", "ledger", "uninstrument"]
 
@@ -112,7 +116,12 @@ def _check_node_name(name: Any, known: Sequence[str], what: str) -> None:
         )
 
 
-def _capture_option(value: Any) -> Capture | None:
+CaptureOption: TypeAlias = bool | int | Capture | Callable[[Any], Any]
+"""``capture_values=``: False (default), True, a maximum length, a redaction callable, or a
+:class:`coordgap.Capture`."""
+
+
+def _capture_option(value: object) -> Capture | None:
     if value is None or value is False:
         return None
     if value is True:
@@ -130,18 +139,18 @@ def _capture_option(value: Any) -> Capture | None:
 
 
 def instrument(
-    graph: Any,
+    graph: lg.StateGraph[Any, Any, Any, Any] | lg.CompiledStateGraph[Any, Any, Any, Any],
     *,
     name: str | None = None,
     contracts: Mapping[str, Contract] | None = None,
-    handoffs: Mapping[tuple[str, str], Any] | None = None,
+    handoffs: Mapping[tuple[str, str] | str, ContractSpec] | None = None,
     on_violation: Literal["record", "raise"] = "record",
     spans: SpanMode | None = None,
     metrics: bool = True,
-    tracer_provider: Any = None,
-    meter_provider: Any = None,
-    sinks: Sequence[Callable[[Event], None]] = (),
-    capture_values: Any = False,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    sinks: Sequence[Sink] = (),
+    capture_values: CaptureOption = False,
 ) -> InstrumentedGraph:
     """Return the graph compiled with every node, handoff, router and run recorded.
 

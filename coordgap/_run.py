@@ -36,7 +36,15 @@ from . import semconv as sc
 from ._failopen import guard, report_internal_error
 from ._ledger import Ledger, count_run
 from .contracts import Capture
-from .events import Event, HandoffKind, HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
+from .events import (
+    Event,
+    HandoffKind,
+    HandoffOutcome,
+    NodeOutcome,
+    RouterOutcome,
+    RunOutcome,
+    RunStatus,
+)
 
 _MAX_THREADS_REMEMBERED = 10_000
 _MAX_ERROR_TYPES = 64
@@ -422,6 +430,7 @@ class Recorder:
         if run.durations and self.duration_histogram is not None:
             self.duration_histogram.record_batch(run.durations)
         error_type = error_at = None
+        status: RunStatus
         if exc is not None and not isinstance(exc, lg.GraphBubbleUp):
             status = "error"
             error_type = self.error_type(exc)
@@ -451,7 +460,7 @@ class Recorder:
             return
         outcome = RunOutcome(
             graph=self.graph,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             clean=clean,
             start_ns=run.start_ns,
             end_ns=end_ns,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, get_type_hints, is_typeddict
+from typing import Any, TypeAlias, TypeVar, get_type_hints, is_typeddict
 
 import pydantic
 from pydantic import BaseModel, TypeAdapter
@@ -33,6 +33,10 @@ from .errors import ConfigurationError
 __all__ = ["Capture", "Contract", "contract"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+ContractSpec: TypeAlias = type[Any] | Callable[[Any], Any]
+"""What a contract may be: a pydantic model, a ``TypedDict``, a dataclass, or a callable
+that raises or returns False."""
 
 _ATTRIBUTE = "__coordgap_contract__"
 

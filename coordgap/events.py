@@ -24,6 +24,7 @@ __all__ = [
     "NodeOutcome",
     "RouterOutcome",
     "RunOutcome",
+    "RunStatus",
     "Sink",
 ]
 
@@ -31,6 +32,7 @@ HandoffKind: TypeAlias = Literal["edge", "join", "conditional", "command", "send
 """How state moved from source to target."""
 
 RunStatus: TypeAlias = Literal["ok", "error", "interrupted"]
+"""How a run ended."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,9 +153,6 @@ ERROR_INVALID_ROUTE: Final = "InvalidRoute"
 ERROR_UNDELIVERED: Final = "Undelivered"
 """error.type of a handoff whose target never started although the run finished."""
 
-KINDS: Final = ("edge", "join", "conditional", "command", "send")
-"""The handoff kinds."""
-
 # -- environment variables ------------------------------------------------------------
 
 ENV_SPANS: Final = "COORDGAP_SPANS"

@@ -96,15 +96,6 @@ class Topology:
     max_attempts: Mapping[str, int] = field(default_factory=dict, hash=False)
     """Per node with a ``RetryPolicy``, the attempts LangGraph allows a task (absent: 1)."""
 
-    def successors(self) -> Mapping[str, tuple[str, ...]]:
-        """Return every declared target per source (edges, joins, router targets, commands)."""
-        out: dict[str, list[str]] = {}
-        for h in self.handoffs:
-            out.setdefault(h.source, [])
-            if h.target not in out[h.source]:
-                out[h.source].append(h.target)
-        return {k: tuple(v) for k, v in out.items()}
-
     def to_dict(self) -> dict[str, object]:
         """Return a JSON-ready dict."""
         return {

@@ -11,6 +11,7 @@ exception class names, contract names, booleans and small integers.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 import coordgap
 from coordgap import semconv as sc
 from coordgap._run import _MAX_ERROR_TYPES
+from coordgap.events import HandoffKind
 
 ERRORS = [type(f"Error{i:03d}", (Exception,), {}) for i in range(100)]
 
@@ -123,7 +125,7 @@ def test_error_types_are_capped_and_attribute_values_bounded(
         "ok",
         "error",
         "interrupted",
-        *sc.KINDS,
+        *typing.get_args(HandoffKind),
         *(e.__name__ for e in ERRORS),
     }
     values = _attribute_values((span_exporter, metric_reader))

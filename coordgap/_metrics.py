@@ -45,17 +45,6 @@ def _duration_histogram(meter: Any) -> Any:
         )
 
 
-def _observations(
-    snapshot: Callable[[], LedgerSnapshot],
-    pick: Callable[[LedgerSnapshot], Iterable[tuple[int, dict[str, Any]]]],
-) -> Callable[[CallbackOptions], Iterable[Observation]]:
-    def callback(options: CallbackOptions) -> Iterable[Observation]:
-        snap = snapshot()
-        return [Observation(value, attrs) for value, attrs in pick(snap)]
-
-    return callback
-
-
 def _node_executions(s: LedgerSnapshot) -> Iterable[tuple[int, dict[str, Any]]]:
     for name, n in s.nodes.items():
         base = {sc.ATTR_GRAPH: s.graph, sc.ATTR_NODE: name}
@@ -95,6 +84,11 @@ def _routers(s: LedgerSnapshot) -> Iterable[tuple[int, dict[str, Any]]]:
         yield r.failures, {**base, sc.ATTR_OUTCOME: "error"}
 
 
+def _node_time(s: LedgerSnapshot) -> Iterable[tuple[float, dict[str, Any]]]:
+    for name, n in s.nodes.items():
+        yield n.duration_s, {sc.ATTR_GRAPH: s.graph, sc.ATTR_NODE: name}
+
+
 def _router_choices(s: LedgerSnapshot) -> Iterable[tuple[int, dict[str, Any]]]:
     for name, r in s.routers.items():
         base = {sc.ATTR_GRAPH: s.graph, sc.ATTR_ROUTER: name, sc.ATTR_SOURCE: r.source}
@@ -120,6 +114,7 @@ def _internal(s: LedgerSnapshot) -> Iterable[tuple[int, dict[str, Any]]]:
 _COUNTERS = (
     (sc.METRIC_NODE_EXECUTIONS, _node_executions, "Node executions by outcome, after retries."),
     (sc.METRIC_NODE_ATTEMPTS, _node_attempts, "Node attempts by outcome; retries included."),
+    (sc.METRIC_NODE_TIME, _node_time, "Seconds spent in node attempts."),
     (sc.METRIC_HANDOFF_TRANSFERS, _handoffs, "Handoffs by source, target, kind and outcome."),
     (sc.METRIC_ROUTER_DECISIONS, _routers, "Router decisions by outcome."),
     (sc.METRIC_ROUTER_CHOICES, _router_choices, "Targets chosen by routers, by target."),
@@ -152,8 +147,9 @@ class ProviderInstruments:
             callbacks = [self._observe(pick)]
             if i == 0:
                 callbacks.insert(0, self._collect)
+            unit = sc.UNIT_SECONDS if name == sc.METRIC_NODE_TIME else sc.UNIT_COUNT
             meter.create_observable_counter(
-                name, callbacks=callbacks, unit=sc.UNIT_COUNT, description=description
+                name, callbacks=callbacks, unit=unit, description=description
             )
 
     def add(self, ledger: Ledger) -> None:
@@ -165,7 +161,7 @@ class ProviderInstruments:
         return ()
 
     def _observe(
-        self, pick: Callable[[LedgerSnapshot], Iterable[tuple[int, dict[str, Any]]]]
+        self, pick: Callable[[LedgerSnapshot], Iterable[tuple[float, dict[str, Any]]]]
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(v, a) for snap in self._snapshots for v, a in pick(snap)]
@@ -177,8 +173,15 @@ _PROVIDERS: weakref.WeakKeyDictionary[Any, ProviderInstruments] = weakref.WeakKe
 _PROVIDERS_LOCK = threading.Lock()
 
 
-def register_metrics(meter_provider: Any, ledger: Ledger) -> DeferredHistogram:
-    """Observe ``ledger`` with coordgap's counters on the provider; return its duration histogram.
+def register_metrics(
+    meter_provider: Any, ledger: Ledger, durations: bool = False
+) -> DeferredHistogram | None:
+    """Observe ``ledger`` with coordgap's counters on the provider; return the duration
+    histogram its node attempts are recorded in, when ``durations``, else None.
+
+    The histogram is opt-in: recording a duration into the SDK costs several microseconds
+    per node attempt at collection, more than the rest of coordgap's work on a task; the
+    counter ``coordgap.node.time`` (always exported) gives the mean duration for free.
 
     The report gauges (``coordgap._gauges``) compute a report at each collection; they
     are registered beside these by ``instrument()``, not here: a sink does not reach up
@@ -190,7 +193,7 @@ def register_metrics(meter_provider: Any, ledger: Ledger) -> DeferredHistogram:
         if instruments is None:
             instruments = _PROVIDERS[provider] = ProviderInstruments(meter_of(provider))
     instruments.add(ledger)
-    return instruments.durations
+    return instruments.durations if durations else None
 
 
 _MAX_QUEUED = 4096

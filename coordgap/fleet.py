@@ -78,8 +78,8 @@ _SERIES: Mapping[str, tuple[str, tuple[str, ...]]] = {
         _prom_name(sc.METRIC_NODE_ATTEMPTS) + "_total",
         (sc.ATTR_NODE, sc.ATTR_OUTCOME),
     ),
-    sc.METRIC_NODE_DURATION: (
-        _prom_name(sc.METRIC_NODE_DURATION) + "_seconds_sum",
+    sc.METRIC_NODE_TIME: (
+        _prom_name(sc.METRIC_NODE_TIME) + "_seconds_total",
         (sc.ATTR_NODE,),
     ),
     sc.METRIC_HANDOFF_TRANSFERS: (
@@ -387,7 +387,7 @@ def snapshot_from_samples(graph: str, samples: Iterable[Sample]) -> LedgerSnapsh
             row[3] += n
             if error:
                 row[4] += n
-        elif metric == sc.METRIC_NODE_DURATION:
+        elif metric == sc.METRIC_NODE_TIME:
             name = labels.get(node_l, "")
             seconds[name] = seconds.get(name, 0.0) + max(0.0, value)
         elif metric == sc.METRIC_HANDOFF_TRANSFERS:

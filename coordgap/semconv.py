@@ -93,6 +93,10 @@ METRIC_NODE_ATTEMPTS: Final = "coordgap.node.attempts"
 METRIC_NODE_DURATION: Final = "coordgap.node.duration"
 """Histogram: node attempt duration."""
 
+METRIC_NODE_TIME: Final = "coordgap.node.time"
+"""Counter (seconds): time spent in node attempts; with ``coordgap.node.attempts`` it gives
+the mean duration. Always exported; the distribution is the opt-in histogram above."""
+
 METRIC_HANDOFF_TRANSFERS: Final = "coordgap.handoff.transfers"
 """Counter: handoffs by source, target, kind and outcome."""
 

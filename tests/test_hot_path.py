@@ -81,7 +81,9 @@ def test_fast_path_counts_equal_event_path(loops: int, fan: int, runs: int, mode
 def test_queued_durations_reach_every_reader_once() -> None:
     readers = [InMemoryMetricReader(), InMemoryMetricReader()]
     provider = MeterProvider(metric_readers=readers)
-    app = coordgap.instrument(_builder(3, 0), spans="off", meter_provider=provider)
+    app = coordgap.instrument(
+        _builder(3, 0), spans="off", meter_provider=provider, durations=True
+    )
     for _ in range(5):
         app.invoke({"i": 0, "out": []})
 

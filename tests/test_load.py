@@ -145,6 +145,7 @@ def _instrumented() -> tuple[Any, InMemoryMetricReader, InMemorySpanExporter]:
         spans="failures",
         tracer_provider=provider,
         meter_provider=MeterProvider(metric_readers=[reader]),
+        durations=True,
     )
     return app, reader, exporter
 
@@ -203,7 +204,7 @@ def test_recorder_level_load_over_ten_thousand_runs() -> None:
     from coordgap._metrics import register_metrics
 
     ledger = Ledger("rec")
-    histogram = register_metrics(MeterProvider(metric_readers=[reader]), ledger)
+    histogram = register_metrics(MeterProvider(metric_readers=[reader]), ledger, durations=True)
     rec = Recorder(
         graph="rec",
         ledger=ledger,

@@ -337,6 +337,7 @@ class Worker:
         self.invokes: dict[str, int] = dict.fromkeys(scenarios, 0)
         self.spans: dict[str, int] = dict.fromkeys(scenarios, 0)
         self.collect_ns: dict[str, int] = dict.fromkeys(scenarios, 0)
+        self.collect_fixed_ns: dict[str, list[int]] = {sc: [] for sc in scenarios}
 
     def _app(self, builder: Any, fields: dict[str, str]) -> Any:
         if self.variant == NAIVE:
@@ -373,14 +374,19 @@ class Worker:
         if baseline is not None and not self.calls % 2:
             paired = self._paired(baseline, inp, is_async, n)
         self.tracer_provider.force_flush()
-        # metric collection runs off the request path; time it so deferred work is not hidden
+        # Metric collection runs off the request path; time it so deferred work is not hidden.
+        # A second collection right after costs what any collection costs whatever the runs
+        # (the report gauges solve the report); the difference is what the runs added.
         t0 = time.perf_counter_ns()
         self.metric_reader.get_metrics_data()
-        collect_ns = time.perf_counter_ns() - t0
+        t1 = time.perf_counter_ns()
+        self.metric_reader.get_metrics_data()
+        t2 = time.perf_counter_ns()
         if record:
             self.invokes[scenario] += n
             self.spans[scenario] += self.exporter.count - before
-            self.collect_ns[scenario] += collect_ns
+            self.collect_ns[scenario] += max(0, (t1 - t0) - (t2 - t1))
+            self.collect_fixed_ns[scenario].append(t2 - t1)
         return times, paired
 
     def _timed(self, app: Any, inp: Any, is_async: bool, n: int) -> list[int]:
@@ -439,7 +445,8 @@ def worker_main(variant: str, scenarios: Sequence[str]) -> None:
         elif cmd["op"] == "spans":
             worker.tracer_provider.force_flush()
             reply = {"spans": worker.spans, "invokes": worker.invokes,
-                     "collect_ns": worker.collect_ns}
+                     "collect_ns": worker.collect_ns,
+                     "collect_fixed_ns": worker.collect_fixed_ns}
         else:
             worker.close()
             out.write(json.dumps({"bye": True}) + "\n")
@@ -522,7 +529,11 @@ class Row:
     spans_per_invoke: float
     invokes: int
     collect_us: float = 0.0
-    """Metric collection time per invoke, paid by the reader's thread (not in the median)."""
+    """Metric collection time the runs added, per invoke (paid by the reader's thread)."""
+    collect_fixed_ms: float = 0.0
+    """What one collection costs whatever the runs (the report gauges), in ms."""
+    ratio_collected: float = 0.0
+    """(median + collect_us) / bare: the CPU the user pays, collection included."""
 
 
 @dataclass
@@ -605,7 +616,13 @@ def run_benchmark(
                     overhead_us=median - bare_median,
                     spans_per_invoke=counts["spans"][scenario] / invokes if invokes else 0.0,
                     invokes=len(us),
-                    collect_us=counts["collect_ns"][scenario] / invokes / 1e3 if invokes else 0.0,
+                    collect_us=(collect_us := counts["collect_ns"][scenario] / invokes / 1e3)
+                    if invokes
+                    else 0.0,
+                    collect_fixed_ms=statistics.median(counts["collect_fixed_ns"][scenario]) / 1e6
+                    if counts["collect_fixed_ns"][scenario]
+                    else 0.0,
+                    ratio_collected=(median + (collect_us if invokes else 0.0)) / bare_median,
                 )
             )
         tables.append(table)
@@ -634,7 +651,8 @@ def load_run(path: Path) -> tuple[list[Table], dict[str, str]]:
 def format_table(table: Table, markdown: bool = False) -> str:
     """Return one scenario's table as aligned text (or a Markdown table)."""
     header = ["variant", "median µs", "p90 µs", "bare µs (same process)", "x bare",
-              "overhead µs", "spans/invoke", "collect µs/invoke"]
+              "x bare incl. collection", "overhead µs", "spans/invoke", "collect µs/invoke",
+              "collection ms"]
     body = [
         [
             r.variant,
@@ -642,9 +660,11 @@ def format_table(table: Table, markdown: bool = False) -> str:
             f"{r.p90_us:,.0f}",
             f"{r.bare_us:,.0f}",
             f"{r.ratio:.3f}",
+            f"{r.ratio_collected:.3f}",
             f"{r.overhead_us:+,.0f}",
             f"{r.spans_per_invoke:.1f}",
             f"{r.collect_us:.1f}",
+            f"{r.collect_fixed_ms:.2f}",
         ]
         for r in table.rows
     ]
@@ -666,13 +686,20 @@ def targets_summary(tables: Sequence[Table]) -> list[str]:
     lines = []
     linear = next((t for t in tables if t.scenario == "linear"), None)
     if linear is not None:
-        limits = ((COORDGAP_OFF, 1.03), (COORDGAP_FAILURES, 1.05), (COORDGAP_ALL, 1.20))
+        # issue 15's targets: off and failures within 3 % of bare, collection included;
+        # spans="all" no more than the hand-written naive wrapper (the SDK's own floor)
+        naive = next((r for r in linear.rows if r.variant == NAIVE), None)
+        limits = [(COORDGAP_OFF, 1.03), (COORDGAP_FAILURES, 1.03)]
+        limits.append((COORDGAP_ALL, naive.ratio_collected if naive is not None else 1.20))
         for variant, limit in limits:
             if not any(r.variant == variant for r in linear.rows):
                 continue
-            ratio = linear.row(variant).ratio
+            ratio = linear.row(variant).ratio_collected
             verdict = "met" if ratio <= limit else f"MISSED by {ratio - limit:.3f}"
-            lines.append(f"linear, {variant}: {ratio:.3f}x bare (target ≤ {limit:.2f}x): {verdict}")
+            lines.append(
+                f"linear, {variant}: {ratio:.3f}x bare, collection included "
+                f"(target ≤ {limit:.2f}x): {verdict}"
+            )
     for t in tables:
         peers = [r for r in t.rows if r.variant in PEERS]
         if not peers:

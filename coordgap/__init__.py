@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         Comparison,
         ComponentReport,
         EndToEnd,
+        FaultDetection,
         Report,
         report,
     )
@@ -66,6 +67,7 @@ __all__ = [
     "Coverage",
     "EndToEnd",
     "Estimate",
+    "FaultDetection",
     "HandoffOutcome",
     "HandoffStats",
     "InstrumentedGraph",
@@ -113,6 +115,7 @@ _WHERE = {
     "Coverage": "._coverage",
     "EndToEnd": "._report",
     "Estimate": "._stats",
+    "FaultDetection": "._report",
     "HandoffOutcome": ".events",
     "HandoffStats": "._ledger",
     "InstrumentedGraph": "._instrument",

@@ -40,6 +40,7 @@ from ._coverage import coverage
 from ._plan import recommend
 from ._stats import Estimate
 from .errors import CoordgapError
+from .render import fault_rows
 from .semconv import END, ERROR_INVALID_ROUTE, ERROR_UNDELIVERED, START, UNKNOWN_TARGET
 from .topology import handoff_name
 
@@ -1188,6 +1189,30 @@ def _run_errors(rep: Report) -> str:
     return "".join(parts)
 
 
+def _faults_panel(rep: Report) -> str:
+    fd = rep.fault_detection
+    if fd is None:
+        return ""
+    rows = [
+        [
+            f"<code>{_e(guard)}</code>",
+            str(n),
+            _f(share.value),
+            _e(_interval(share)),
+            _e(words),
+        ]
+        for guard, words, n, share in fault_rows(fd)
+    ]
+    return (
+        '<section class="panel"><h2>Which guard met each injected fault</h2>'
+        f"<p><b>{fd.injected}</b> faults injected by <code>coordgap.faults</code>; "
+        f"{_f(fd.detected.value)} {_e(_interval(fd.detected))} stopped before the caller, "
+        f"{_f(fd.recovered.value)} {_e(_interval(fd.recovered))} recovered.</p>"
+        + _table(["guard", "faults", "share", "interval", "what happened"], rows, "tnnit")
+        + "</section>"
+    )
+
+
 def _routes_panel(rep: Report, routes: _Routes, cov: Any) -> str:
     parts: list[str] = []
     if cov is not None:
@@ -1358,6 +1383,7 @@ def _section(rep: Report, uid: str) -> str:
         f'<section class="panel"><h2>Run-level errors</h2>{_run_errors(rep)}</section>'
         f'<section class="panel"><h2>Routes</h2>{_routes_panel(rep, routes, cov)}</section>'
         "</div>"
+        f"{_faults_panel(rep)}"
         f'<section class="panel"><h2>Every component</h2><div class="scroll">{_components(rep)}'
         "</div></section>"
         f"{notes_html}</section>"

@@ -216,6 +216,9 @@ def instrument(
     edge_contracts = _edge_contracts(topology, handoffs)
     _warn_unchecked_faults(builder, topology, node_contracts, edge_contracts)
     ledger_ = Ledger(graph_name, topology)
+    plan = getattr(builder, "coordgap_faults", None)
+    if plan is not None:
+        ledger_.faults_fired = plan.fired
     span_recorder = None
     if span_mode != "off":
         from ._spans import SpanRecorder

@@ -20,7 +20,7 @@ import dataclasses
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -127,6 +127,14 @@ class LedgerSnapshot:
     runs: RunStats
     topology: Topology | None = None
     internal_errors: int = 0
+    fault_fates: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    """Injected faults (``coordgap.faults``) by the guard that met them: ``contract`` (a
+    contract caught the corrupted state), ``retry`` (a later attempt succeeded),
+    ``error_handler`` (the node's error handler took over and the run went on), ``caller``
+    (the run raised it)."""
+    faults_injected: int | None = None
+    """Faults the graph's fault plan fired (None when it has none): those no guard met are
+    the difference."""
 
     def to_dict(self) -> dict[str, object]:
         """Return a JSON-ready dict (the counts, the topology)."""
@@ -138,6 +146,8 @@ class LedgerSnapshot:
             "runs": _stats_dict(self.runs),
             "topology": None if self.topology is None else self.topology.to_dict(),
             "internal_errors": self.internal_errors,
+            "fault_fates": dict(self.fault_fates),
+            "faults_injected": self.faults_injected,
         }
 
     @classmethod
@@ -159,6 +169,8 @@ class LedgerSnapshot:
             runs=RunStats(**_frozen(data["runs"])),  # type: ignore[arg-type]
             topology=None if topo is None else Topology.from_dict(topo),  # type: ignore[arg-type]
             internal_errors=int(data.get("internal_errors", 0)),  # type: ignore[call-overload]
+            fault_fates=MappingProxyType(dict(raw.get("fault_fates") or {})),
+            faults_injected=raw.get("faults_injected"),
         )
 
 
@@ -332,6 +344,10 @@ class Ledger:
         self._router_sources: dict[str, str] = {}
         self._runs = _Row(5)
         self._internal_errors = 0
+        self._fault_fates: dict[str, int] = {}
+        self.faults_fired: Callable[[], int] | None = None
+        """How many faults the graph's fault plan fired so far (set by instrument())."""
+        self._faults_before = 0  # fired before the last reset()
         self._callers: tuple[str, ...] = ()
         _LEDGERS.add(self)
 
@@ -433,6 +449,11 @@ class Ledger:
             if node not in self._callers:
                 self._callers = (*self._callers, node)
 
+    def count_fault_fate_locked(self, fate: str, n: int) -> None:
+        """Count ``n`` injected faults met by a guard other than a contract (see
+        ``LedgerSnapshot.fault_fates``); the caller holds the lock."""
+        self._fault_fates[fate] = self._fault_fates.get(fate, 0) + n
+
     def count_internal_error(self) -> None:
         """Count one error inside coordgap (swallowed so the graph ran on)."""
         with self.lock:
@@ -497,6 +518,13 @@ class Ledger:
                 error_at=MappingProxyType(dict(self._runs.labels)),
             )
             internal = self._internal_errors
+            fates = dict(self._fault_fates)
+            # a fault a contract caught is a handoff fault: the ledger counted it there
+            caught = sum(h.faults for h in handoffs.values())
+        if caught:
+            fates = {"contract": caught, **fates}
+        fired = self.faults_fired
+        injected = None if fired is None else fired() - self._faults_before
         return LedgerSnapshot(
             graph=self.graph,
             nodes=MappingProxyType(nodes),
@@ -505,6 +533,8 @@ class Ledger:
             runs=runs,
             topology=self._topology_now(),
             internal_errors=internal,
+            fault_fates=MappingProxyType(fates),
+            faults_injected=injected,
         )
 
     def _topology_now(self) -> Topology | None:
@@ -520,6 +550,8 @@ class Ledger:
                 row.zero()
             self._runs.zero()
             self._internal_errors = 0
+            self._fault_fates = {}
+            self._faults_before = self.faults_fired() if self.faults_fired is not None else 0
 
     def __repr__(self) -> str:
         return f"<coordgap.Ledger graph={self.graph!r}>"

@@ -487,6 +487,8 @@ class TaskProbe(_Probe):
         finally:
             lock.release()
         rec = site.graph.recorder
+        if task.attempt > 1 and run.fault_retries:
+            rec.recovered(run, name)
         if site.row is not None and rec.duration_histogram is not None:
             rec.record_duration(run, name, True, (end - task.start_ns) / 1e9, task.span)
         if task.span is not None:
@@ -606,6 +608,8 @@ class TaskProbe(_Probe):
         finally:
             lock.release()
         rec = site.graph.recorder
+        if task.attempt > 1 and run.fault_retries:
+            rec.recovered(run, name)
         if routed:
             for router, targets, valid, start, stop in routed:
                 if not valid:
@@ -726,6 +730,8 @@ class TaskProbe(_Probe):
             # the router failed on the task's last attempt: the node did its work, the
             # decision failed (and, LangGraph having raised, nothing was written)
             task.routed = None
+            if run is not None and run.fault_retries:
+                rec.unrecovered(run, site.name)  # the retries saved the node, not the task
             self._count_node_only(task, run, end, config)
             if router_error is not None:
                 router, error, start, stop = router_error

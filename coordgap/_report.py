@@ -64,6 +64,7 @@ __all__ = [
     "ComponentReport",
     "EndToEnd",
     "Estimate",
+    "FaultDetection",
     "Report",
     "report",
     "wilson_interval",
@@ -195,6 +196,80 @@ class EndToEnd:
         return sum(self.error_at.values())
 
 
+FAULT_GUARDS: tuple[str, ...] = ("contract", "retry", "error_handler", "caller")
+"""Who meets an injected fault, in the order a fault meets them (see :class:`FaultDetection`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultDetection:
+    """Where the faults of a fault-injection campaign (:mod:`coordgap.faults`) ended up.
+
+    ``met`` counts the injected faults per guard: ``contract`` (a contract caught the
+    corrupted handoff), ``retry`` (a later attempt of the node succeeded),
+    ``error_handler`` (the run went on: the node's error handler, or the code that
+    called a subgraph, took the failure), ``caller`` (the run raised it). ``injected``
+    is how many the fault plan fired; the faults no guard met (a corrupted handoff no
+    contract checks, a run abandoned mid-retry) are :attr:`unnoticed`.
+
+    Example::
+
+        fd = coordgap.report(app).fault_detection
+        fd.rate("retry").value        # share of the injected faults a retry recovered
+        fd.recovered.value, fd.rate("caller").value
+    """
+
+    injected: int
+    met: Mapping[str, int]
+    confidence: float = 0.95
+
+    @property
+    def unnoticed(self) -> int:
+        """Injected faults no guard met."""
+        return max(0, self.injected - sum(self.met.values()))
+
+    def rate(self, guard: str) -> Estimate:
+        """Share of the injected faults ``guard`` met (``"unnoticed"`` for none), with its
+        Wilson interval."""
+        if guard == "unnoticed":
+            k = self.unnoticed
+        elif guard in FAULT_GUARDS:
+            k = self.met.get(guard, 0)
+        else:
+            raise ConfigurationError(
+                f"rate({guard!r}): a guard is one of {', '.join(FAULT_GUARDS)} or 'unnoticed'."
+            )
+        return Estimate.proportion(k, self.injected, self.confidence)
+
+    @property
+    def detected(self) -> Estimate:
+        """Share a guard stopped before the caller: caught by a contract or recovered."""
+        k = sum(self.met.get(g, 0) for g in ("contract", "retry", "error_handler"))
+        return Estimate.proportion(k, self.injected, self.confidence)
+
+    @property
+    def recovered(self) -> Estimate:
+        """Share a retry or an error handler recovered (the run went on as if it had not)."""
+        k = self.met.get("retry", 0) + self.met.get("error_handler", 0)
+        return Estimate.proportion(k, self.injected, self.confidence)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"injected": self.injected, "met": dict(self.met)}
+
+
+def _fault_detection(snap: LedgerSnapshot, confidence: float) -> FaultDetection | None:
+    if snap.faults_injected is None and not snap.fault_fates:
+        return None  # no fault plan on this graph
+    met = {g: int(snap.fault_fates.get(g, 0)) for g in FAULT_GUARDS}
+    injected = snap.faults_injected
+    if injected is None:  # a merged or replayed snapshot: what the guards met is all we know
+        injected = sum(met.values())
+    return FaultDetection(
+        injected=max(injected, sum(met.values())),
+        met=MappingProxyType(met),
+        confidence=confidence,
+    )
+
+
 @dataclass(frozen=True)
 class Report:
     """The compounded-reliability report of one graph.
@@ -232,6 +307,8 @@ class Report:
     """The ledger snapshot this report was computed from (None for audits and JSON)."""
     findings: tuple[str, ...] = ()
     chain: Chain | None = field(default=None, repr=False)
+    fault_detection: FaultDetection | None = None
+    """Who met the injected faults, when the graph was built by :func:`coordgap.faults.inject`."""
 
     @property
     def naive(self) -> float | None:
@@ -703,7 +780,9 @@ def _from_snapshot(
         internal_errors=snap.internal_errors,
         per=per or runs.runs,
     )
-    return dataclasses.replace(rep, snapshot=snap)
+    return dataclasses.replace(
+        rep, snapshot=snap, fault_detection=_fault_detection(snap, confidence)
+    )
 
 
 def _params(drafts: Iterable[_Draft], u_base: Mapping[str, float]) -> dict[str, Param]:
@@ -1099,6 +1178,7 @@ def report_to_dict(rep: Report) -> dict[str, Any]:
         "notes": list(rep.notes),
         "internal_errors": rep.internal_errors,
         "chain": None if rep.chain is None else rep.chain.to_dict(),
+        "fault_detection": None if rep.fault_detection is None else rep.fault_detection.to_dict(),
     }
 
 
@@ -1194,7 +1274,8 @@ def report_from_dict(data: Mapping[str, Any]) -> Report:
         known = {(c.kind, c.name) for c in comps}
         if any(ref not in known for ref in weakest):
             raise _corrupt("'weakest' names a component that is not in 'components'")
-        return _freeze(
+        fd = data.get("fault_detection")
+        rep = _freeze(
             graph=str(data["graph"]),
             basis=data["basis"],
             confidence=float(data["confidence"]),
@@ -1206,6 +1287,16 @@ def report_from_dict(data: Mapping[str, Any]) -> Report:
             weakest=weakest,
             findings=tuple(str(f) for f in data.get("findings", [])),
             chain=None if data.get("chain") is None else Chain.from_dict(data["chain"]),
+        )
+        if fd is None:
+            return rep
+        return dataclasses.replace(
+            rep,
+            fault_detection=FaultDetection(
+                injected=int(fd["injected"]),
+                met=_proxy(fd["met"]),
+                confidence=rep.confidence,
+            ),
         )
     except ConfigurationError:
         raise

@@ -161,6 +161,8 @@ class Run:
         "durations",
         "failed",
         "failures",
+        "fault_finals",
+        "fault_retries",
         "has_joins",
         "has_sends",
         "interrupted",
@@ -205,6 +207,11 @@ class Run:
         self.otel_ctx: Any = None
         self.parent_ctx: Any = None
         self.failures: list[Event] = []
+        self.fault_retries: dict[str, int] | None = None
+        """Per node, injected faults on attempts LangGraph retries: their fate is the
+        node's next outcome (a successful attempt: the retry recovered them)."""
+        self.fault_finals = 0
+        """Injected faults no retry saved: the run's end tells who met them."""
 
     def open_locked(self, graph_ns: str, target: str, pending: Pending) -> None:
         """Add a handoff waiting for ``target`` in the graph instance ``graph_ns`` (a
@@ -338,6 +345,13 @@ class Recorder:
         count = self.ledger.count_internal_error
         with guard("ledger", count):
             self.ledger.record(event)
+        if (
+            run is not None
+            and isinstance(event, (NodeOutcome, RouterOutcome))
+            and (event.fault or (isinstance(event, NodeOutcome) and event.attempt > 1))
+        ):
+            with guard("fault fates", count):
+                self._track_fault(run, event)
         for sink in self.sinks:
             with guard(f"sink {sink!r}", count):
                 sink(event)
@@ -352,6 +366,52 @@ class Recorder:
             outer = link.run
             with guard("linked run", count):
                 outer.recorder.emit(outer, _renamed(event, link.prefix, outer.recorder.graph))
+
+    def _track_fault(self, run: Run, event: NodeOutcome | RouterOutcome) -> None:
+        """Follow an injected node or router fault to the guard that meets it."""
+        with self.ledger.lock:
+            if isinstance(event, RouterOutcome):
+                run.fault_finals += 1  # a router fails for good (a retried one is its node's)
+                return
+            retries = run.fault_retries
+            pending = retries.pop(event.node, 0) if retries else 0
+            if event.ok or event.error_type == sc.ERROR_CONTRACT:
+                if pending:  # a later attempt ran through: the retries recovered them
+                    self.ledger.count_fault_fate_locked("retry", pending)
+                return
+            if event.fault and not event.final:
+                if run.fault_retries is None:
+                    run.fault_retries = {}
+                run.fault_retries[event.node] = pending + 1
+                return
+            run.fault_finals += pending + event.fault
+
+    def recovered(self, run: Run, node: str) -> None:
+        """A retried attempt of ``node`` succeeded (counted without an event)."""
+        with guard("fault fates", self.ledger.count_internal_error), self.ledger.lock:
+            retries = run.fault_retries
+            pending = retries.pop(node, 0) if retries else 0
+            if pending:
+                self.ledger.count_fault_fate_locked("retry", pending)
+
+    def unrecovered(self, run: Run, node: str) -> None:
+        """The last attempt of ``node``'s task failed after all: its retried faults were
+        not recovered (their fate is the run's)."""
+        with guard("fault fates", self.ledger.count_internal_error), self.ledger.lock:
+            retries = run.fault_retries
+            if retries:
+                run.fault_finals += retries.pop(node, 0)
+
+    def _settle_faults(self, run: Run, status: RunStatus) -> None:
+        """At a run's end, the faults no retry saved: the caller met them when the run
+        raised, an error handler (or a caller of a subgraph) when it went on."""
+        with self.ledger.lock:
+            left = run.fault_finals + sum((run.fault_retries or {}).values())
+            run.fault_finals = 0
+            run.fault_retries = None
+            if left:
+                fate = "caller" if status == "error" else "error_handler"
+                self.ledger.count_fault_fate_locked(fate, left)
 
     def error_type(self, exc_or_name: BaseException | str) -> str:
         """Return a bounded error.type: the class name, or ``other`` past the cap."""
@@ -450,6 +510,8 @@ class Recorder:
                 while len(self._threads) > _MAX_THREADS_REMEMBERED:
                     self._threads.popitem(last=False)
         clean = status == "ok" and not run.failed
+        if run.fault_finals or run.fault_retries:
+            self._settle_faults(run, status)
         if run.quiet and (self.spans is None or (status != "error" and not run.failures)):
             # nobody needs the event (spans.run_end would return at once): count and go
             ledger = self.ledger

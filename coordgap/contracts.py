@@ -23,10 +23,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar, get_type_hints, is_typeddict
+from typing import Any, TypeAlias, TypeVar, get_type_hints
 
 import pydantic
 from pydantic import BaseModel, TypeAdapter
+
+# typing's own is_typeddict misses typing_extensions.TypedDict (what pydantic asks for
+# before Python 3.12); typing_extensions is pydantic's dependency, so always here
+from typing_extensions import is_typeddict
 
 from .errors import ConfigurationError
 

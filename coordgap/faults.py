@@ -225,6 +225,11 @@ class FaultPlan:
         with self._lock:
             return {k: (n, self._fired.get(k, 0)) for k, n in self._draws.items()}
 
+    def fired(self) -> int:
+        """Return how many faults the plan has fired so far, all components together."""
+        with self._lock:
+            return sum(self._fired.values())
+
     def __repr__(self) -> str:
         return (
             f"FaultPlan(seed={self.seed}, nodes={self.nodes}, routers={self.routers}, "

@@ -22,7 +22,7 @@ from .semconv import END, START, UNKNOWN_TARGET
 
 if TYPE_CHECKING:
     # the report is built above this module (its methods render through here): types only
-    from ._report import Comparison, ComponentReport, EndToEnd, Report
+    from ._report import Comparison, ComponentReport, EndToEnd, FaultDetection, Report
 
 __all__ = [
     "fmt",
@@ -177,6 +177,33 @@ def _weakest(rep: Report, quote: str = "") -> str:
     return ""
 
 
+FAULT_FATES = (
+    ("contract", "a contract caught it"),
+    ("retry", "a retry recovered it"),
+    ("error_handler", "an error handler took it, the run went on"),
+    ("caller", "it reached the caller (the run raised)"),
+    ("unnoticed", "no guard saw it"),
+)
+"""The rows of the fault-detection table: guard, what happened to the fault."""
+
+
+def fault_rows(fd: FaultDetection) -> list[tuple[str, str, int, Estimate]]:
+    """Return (guard, what happened, faults, share of injected) per row of the table."""
+    rows = []
+    for guard, words in FAULT_FATES:
+        n = fd.unnoticed if guard == "unnoticed" else fd.met.get(guard, 0)
+        if n or guard != "unnoticed":
+            rows.append((guard, words, n, fd.rate(guard)))
+    return rows
+
+
+def _fault_summary(fd: FaultDetection) -> str:
+    return (
+        f"Stopped before the caller {fmt(fd.detected.value)} {_interval(fd.detected)}, "
+        f"recovered {fmt(fd.recovered.value)} {_interval(fd.recovered)}"
+    )
+
+
 LEGEND = (
     "gap = naive - predicted: what handoffs and routers cost end to end",
     "visits = executions per run when nothing fails; gain = predicted end to end if the "
@@ -318,6 +345,16 @@ def render_text(rep: Report, *, color: bool | None = None) -> str:
     if weakest:
         lines.append("")
         lines.append(f"weakest: {weakest}")
+    fd = rep.fault_detection
+    if fd is not None:
+        lines.append("")
+        lines.append(f"injected faults: {fd.injected} (coordgap.faults) - which guard met each")
+        lines += _table(
+            ["guard", "faults", "share", pct, ""],
+            [[g, str(n), _f(s.value), _interval(s), words] for g, words, n, s in fault_rows(fd)],
+            [False, True, True, False, False],
+        )
+        lines.append(_fault_summary(fd))
     lines.append("")
     lines += list(_legend(first_try))
     for note in rep.notes:
@@ -397,6 +434,19 @@ def render_markdown(rep: Report) -> str:
     if weakest:
         out.append("")
         out.append(f"**Weakest links:** {_md_escape(weakest)}")
+    fd = rep.fault_detection
+    if fd is not None:
+        out.append("")
+        out.append(
+            f"**Injected faults: {fd.injected}** (`coordgap.faults`), by the guard that met each:"
+        )
+        out.append("")
+        out.append("| guard | faults | share | interval | what happened |")
+        out.append("|---|---:|---:|---|---|")
+        for g, words, n, share in fault_rows(fd):
+            out.append(f"| `{g}` | {n} | {_f(share.value)} | {_interval(share)} | {words} |")
+        out.append("")
+        out.append(f"{_fault_summary(fd)}.")
     out.append("")
     out.append(f"<sub>{_md_escape('. '.join(_legend(first_try)))}.</sub>")
     notes = [n for n in rep.notes if n not in rep.findings]

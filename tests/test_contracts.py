@@ -104,6 +104,21 @@ def test_typeddict_and_callable_contracts() -> None:
     assert snap.handoffs[("n1", "n2")].failures == 1
 
 
+def test_typing_extensions_typeddict_is_a_contract() -> None:
+    """typing_extensions.TypedDict (pydantic's ask before 3.12) checks like typing's."""
+    import typing_extensions
+
+    class Big(typing_extensions.TypedDict):
+        n: int
+        answer: str
+
+    app = coordgap.instrument(linear(3), handoffs={("n0", "n1"): Big, ("n1", "n2"): HasN})
+    app.invoke({"n": 0})
+    snap = coordgap.ledger(app).snapshot()
+    assert snap.handoffs[("n0", "n1")].contract_failures == 1  # no answer
+    assert snap.handoffs[("n1", "n2")].contract_failures == 0
+
+
 def test_raise_mode_raises_contract_violation_naming_handoff_and_fields() -> None:
     """on_violation='raise' raises ContractViolation (a ValueError) naming the handoff and fields."""
     app = coordgap.instrument(

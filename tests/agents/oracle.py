@@ -572,7 +572,7 @@ class Oracle:
                 elif status == "error" and name is not None:
                     # the run raised while a subgraph ran: its stream was cut, but the task
                     # started (it wrote); its step is unknown, so it goes after its graph's
-                    # others, and its outcome is unknown (LangGraph discarded the step)
+                    # others, and its outcome is what its saved writes say (below)
                     task = _Task(
                         ns, task_id, name.lstrip("~"), float("inf"), next(order), started=True
                     )
@@ -601,7 +601,7 @@ class Oracle:
                     if task.started:
                         self._deliver(task, pending)
                 for task in step_list:
-                    if status == "error" and task.result is None and task.name != START:
+                    if status == "error" and task.result is None and not _finished(task):
                         continue  # cut off by the run's error: no outcome, no handoff
                     self._outcome(task, pending)
         left = [(k, p) for k, ps in pending.items() for p in ps]
@@ -734,6 +734,16 @@ class Oracle:
             self.tally.router(rid, info.q(task.name), (), type(error).__name__)
             return True
         return False
+
+
+def _finished(task: _Task) -> bool:
+    """Whether a task with no ``task_result`` finished, by its saved writes: LangGraph
+    waits for a failed superstep's other tasks (a subgraph among them runs to its end)
+    and saves their writes, but the debug stream was cut when the run raised."""
+    if task.name == START:
+        return True
+    channels = {c for c, _ in task.writes or ()}
+    return bool(channels) and "__interrupt__" not in channels
 
 
 def _interrupted(events: Iterable[tuple[tuple[str, ...], dict[str, Any]]]) -> bool:

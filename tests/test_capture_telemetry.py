@@ -307,3 +307,18 @@ def test_two_tests_using_the_fixture_see_only_their_own_spans(pytester: pytest.P
         mp.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
         result = pytester.runpytest("-p", "no:cacheprovider", "-p", "coordgap.pytest_plugin")
     result.assert_outcomes(passed=2)
+
+
+def test_the_example_in_docs_testing_md_passes_as_written(pytester: pytest.Pytester) -> None:
+    """The exact span tree docs/testing.md shows is the one coordgap exports."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "testing.md").read_text(encoding="utf-8")
+    section = doc.split("### Exact spans and metrics: `coordgap_otel`", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "def test_" in code and "coordgap_otel.spans() ==" in code
+    pytester.makepyfile(test_doc=code)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+        result = pytester.runpytest("-p", "no:cacheprovider", "-p", "coordgap.pytest_plugin")
+    result.assert_outcomes(passed=1)

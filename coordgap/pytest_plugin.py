@@ -57,7 +57,6 @@ INI_CONFIDENCE = "coordgap_confidence"
 MARKER = "reliability"
 FIXTURE_LEDGER = "coordgap_ledger"
 FIXTURE_RUNS = "coordgap_runs"
-FIXTURE_OTEL = "coordgap_otel"
 FIXTURE_BASELINES = "coordgap_baselines"
 DEFAULT_RUNS = 100
 DEFAULT_CONFIDENCE = 0.95

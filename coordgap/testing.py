@@ -650,8 +650,6 @@ def _pct(confidence: float) -> str:
 
 def _more_needed(successes: int, n: int, threshold: float, confidence: float) -> int | None:
     """Return how many more observations, at the observed rate, would decide the threshold."""
-    from ._stats import wilson_interval
-
     if n <= 0:
         return None
     p = successes / n
@@ -660,7 +658,7 @@ def _more_needed(successes: int, n: int, threshold: float, confidence: float) ->
     above = p > threshold
 
     def decided(m: int) -> bool:
-        low, high = wilson_interval(round(p * m), m, confidence)
+        low, high = _interval_at_rate(p, m, confidence)
         return low >= threshold if above else high < threshold
 
     hi = max(n, 1)
@@ -676,6 +674,25 @@ def _more_needed(successes: int, n: int, threshold: float, confidence: float) ->
         else:
             lo = mid
     return max(1, hi - n)
+
+
+def _interval_at_rate(p: float, m: int, confidence: float) -> tuple[float, float]:
+    """Return the Wilson interval of m observations at rate p, successes p·m not rounded.
+
+    Rounding p·m to a count makes the bounds jump by about 1/m from one m to the next,
+    more than they move, and the search for "how many more runs" would land anywhere in
+    a band of tens of runs; the bounds are smooth in the count, so the two counts around
+    p·m are interpolated (exact to about 1/m²).
+    """
+    from ._stats import wilson_interval
+
+    below = math.floor(p * m)
+    weight = p * m - below
+    low0, high0 = wilson_interval(below, m, confidence)
+    if weight == 0.0:
+        return low0, high0
+    low1, high1 = wilson_interval(below + 1, m, confidence)
+    return low0 + weight * (low1 - low0), high0 + weight * (high1 - high0)
 
 
 def _threshold(value: float | None, what: str) -> float | None:

@@ -108,6 +108,15 @@ def test_more_runs_estimate_is_enough_and_not_wildly_too_much() -> None:
     assert f"need about {more} more runs to decide at 95 %" in str(info.value)
 
 
+def test_more_runs_estimate_is_at_the_observed_rate_not_a_rounded_count() -> None:
+    """The estimate searches at the observed rate itself (131/141 against 0.9 needs 268 more,
+    the figure of docs/testing.md), not at rounded counts, whose bounds jump by more than they
+    move and would put the answer anywhere between about 257 and 290."""
+    with pytest.raises(coordgap.ReliabilityError) as info:
+        assert_reliability(ledger_with(131, 141), end_to_end=0.9)
+    assert info.value.checks[0].more_runs == 268
+
+
 def test_failure_message_marks_offenders_and_states_figures() -> None:
     app = coordgap.instrument(build(0.3), spans="off", metrics=False)
     drive(app, 120)

@@ -34,9 +34,17 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
-from ._ledger import Ledger, LedgerSnapshot
+from ._ledger import (
+    HandoffStats,
+    Ledger,
+    LedgerSnapshot,
+    NodeStats,
+    RouterStats,
+    RunStats,
+    merge_snapshots,
+)
 from .errors import ConfigurationError
 from .semconv import END, ERROR_INVALID_ROUTE, ERROR_UNDELIVERED, START, UNKNOWN_TARGET
 from .topology import Topology, handoff_name
@@ -476,42 +484,44 @@ class _Observed:
             )
         return obs
 
-    def combine(self, other: _Observed, how: str) -> _Observed:
-        """Return self and other combined: ``sum`` (two ledgers), ``max`` (two moments of one)."""
+    def combine(self, other: _Observed, how: Literal["sum", "max"]) -> _Observed:
+        """Return self and other combined: ``sum`` (two ledgers), ``max`` (two moments of one).
 
-        def op(x: int, y: int) -> int:
-            return x + y if how == "sum" else max(x, y)
+        The counts combine by the ledger's one rule (:func:`coordgap._ledger.merge_snapshots`).
+        """
+        merged = merge_snapshots([self._as_snapshot(), other._as_snapshot()], how)
+        return _Observed.of(merged)
 
-        topo = self.topology if self.topology is not None else other.topology
-
-        def counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-            return {k: op(a.get(k, 0), b.get(k, 0)) for k in {**a, **b}}
-
-        out = _Observed(self.graph, topo, op(self.runs, other.runs))
-        out.nodes = counts(self.nodes, other.nodes)
-        for key in {**self.handoffs, **other.handoffs}:
-            ha = self.handoffs.get(key, _Handoff())
-            hb = other.handoffs.get(key, _Handoff())
-            out.handoffs[key] = _Handoff(
-                op(ha.transfers, hb.transfers),
-                op(ha.failures, hb.failures),
-                counts(ha.kinds, hb.kinds),
-                counts(ha.error_types, hb.error_types),
-            )
-        for name in {**self.routers, **other.routers}:
-            ra = self.routers.get(name)
-            rb = other.routers.get(name)
-            src = (ra or rb).source  # type: ignore[union-attr]
-            ra = ra or _Router(src)
-            rb = rb or _Router(src)
-            out.routers[name] = _Router(
-                src,
-                op(ra.decisions, rb.decisions),
-                op(ra.failures, rb.failures),
-                counts(ra.targets, rb.targets),
-                counts(ra.error_types, rb.error_types),
-            )
-        return out
+    def _as_snapshot(self) -> LedgerSnapshot:
+        """Return the snapshot these observations stand for (``of`` reads it back unchanged)."""
+        return LedgerSnapshot(
+            graph=self.graph,
+            nodes={name: NodeStats(executions=n, attempts=n) for name, n in self.nodes.items()},
+            handoffs={
+                key: HandoffStats(
+                    key[0],
+                    key[1],
+                    transfers=h.transfers,
+                    failures=h.failures,
+                    kinds=h.kinds,
+                    error_types=h.error_types,
+                )
+                for key, h in self.handoffs.items()
+            },
+            routers={
+                name: RouterStats(
+                    name,
+                    r.source,
+                    decisions=r.decisions,
+                    failures=r.failures,
+                    targets=r.targets,
+                    error_types=r.error_types,
+                )
+                for name, r in self.routers.items()
+            },
+            runs=RunStats(runs=self.runs),
+            topology=self.topology,
+        )
 
 
 # -- building -------------------------------------------------------------------------------

@@ -20,15 +20,24 @@ import dataclasses
 import os
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, TypeVar
 
+from .errors import ConfigurationError
 from .events import Event, HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
 from .topology import Topology
 
-__all__ = ["HandoffStats", "Ledger", "LedgerSnapshot", "NodeStats", "RouterStats", "RunStats"]
+__all__ = [
+    "HandoffStats",
+    "Ledger",
+    "LedgerSnapshot",
+    "NodeStats",
+    "RouterStats",
+    "RunStats",
+    "merge_snapshots",
+]
 
 _EMPTY: Mapping[str, int] = MappingProxyType({})
 
@@ -184,6 +193,95 @@ def _stats_dict(stats: object) -> dict[str, object]:
 
 def _frozen(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: MappingProxyType(dict(v)) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+_Stats = TypeVar("_Stats", NodeStats, HandoffStats, RouterStats, RunStats)
+
+
+def merge_snapshots(
+    snapshots: Iterable[LedgerSnapshot], how: Literal["sum", "max"] = "sum"
+) -> LedgerSnapshot:
+    """Return one snapshot whose every count combines those of several snapshots.
+
+    ``how="sum"`` adds the counts of several ledgers of one graph (one per test, one
+    per worker process); ``how="max"`` keeps, count by count, the larger of two moments
+    of one ledger (so a count that a later ``Ledger.reset()`` zeroed is still seen).
+    Counts per key (error types, kinds, targets) combine key by key. The graph name is
+    the first snapshot's, the topology the first one given.
+
+    Raises:
+        ConfigurationError: no snapshot.
+
+    Example::
+
+        total = merge_snapshots([ledger_a.snapshot(), ledger_b.snapshot()])
+    """
+    snaps = list(snapshots)
+    if not snaps:
+        raise ConfigurationError("merge_snapshots() needs at least one snapshot.")
+    if how not in ("sum", "max"):
+        raise ConfigurationError(f"how={how!r}: use 'sum' (several ledgers) or 'max'.")
+    op: Callable[[Any, Any], Any] = _add if how == "sum" else max
+    first = snaps[0]
+    if len(snaps) == 1:
+        return first
+    nodes, handoffs, routers = dict(first.nodes), dict(first.handoffs), dict(first.routers)
+    runs, internal = first.runs, first.internal_errors
+    topology = first.topology
+    fates, injected = dict(first.fault_fates), first.faults_injected
+    for snap in snaps[1:]:
+        _merge_into(nodes, snap.nodes, op)
+        _merge_into(handoffs, snap.handoffs, op)
+        _merge_into(routers, snap.routers, op)
+        runs = _merge_stats(runs, snap.runs, op)
+        internal = op(internal, snap.internal_errors)
+        topology = topology if topology is not None else snap.topology
+        fates = {
+            k: op(fates.get(k, 0), snap.fault_fates.get(k, 0))
+            for k in {**fates, **snap.fault_fates}
+        }
+        if snap.faults_injected is not None:
+            injected = (
+                snap.faults_injected if injected is None else op(injected, snap.faults_injected)
+            )
+    return LedgerSnapshot(
+        graph=first.graph,
+        nodes=MappingProxyType(nodes),
+        handoffs=MappingProxyType(handoffs),
+        routers=MappingProxyType(routers),
+        runs=runs,
+        topology=topology,
+        internal_errors=internal,
+        fault_fates=MappingProxyType(fates),
+        faults_injected=injected,
+    )
+
+
+def _add(x: Any, y: Any) -> Any:
+    return x + y
+
+
+_Key = TypeVar("_Key")
+
+
+def _merge_into(
+    into: dict[_Key, _Stats], more: Mapping[_Key, _Stats], op: Callable[[Any, Any], Any]
+) -> None:
+    for key, stats in more.items():
+        known = into.get(key)
+        into[key] = stats if known is None else _merge_stats(known, stats, op)
+
+
+def _merge_stats(a: _Stats, b: _Stats, op: Callable[[Any, Any], Any]) -> _Stats:
+    """Combine two rows of one component: numbers and per-key counts by ``op``, names kept."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, Mapping):
+            values[f.name] = MappingProxyType({k: op(x.get(k, 0), y.get(k, 0)) for k in {**x, **y}})
+        elif isinstance(x, int | float) and not isinstance(x, bool):
+            values[f.name] = op(x, y)
+    return dataclasses.replace(a, **values)
 
 
 class _Row:

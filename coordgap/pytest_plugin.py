@@ -8,6 +8,12 @@ What it adds (see ``docs/testing.md``):
   elsewhere and zeroes its ledger;
 - fixture ``coordgap_runs``: how many runs the test should make (the marker's
   ``runs=``, else ``--coordgap-runs`` / ini ``coordgap_runs``, else 100);
+- fixture ``coordgap_otel``: in-memory span and metric providers with ids that
+  count up and coordgap on a stepping clock for the test
+  (:func:`coordgap.testing.capture_telemetry`), to assert exact spans;
+- fixture ``coordgap_baselines``: ``assert_no_regression`` in the session's mode
+  (:class:`coordgap.testing.Baselines`): it compares, or under
+  ``--coordgap-save-baseline`` refreshes each baseline file instead;
 - marker ``@pytest.mark.reliability(end_to_end=..., nodes=..., handoffs=...,
   routers=..., per=..., confidence=..., runs=..., min_runs=...)``: after the
   test body, every graph it instrumented must clear the thresholds (the
@@ -16,8 +22,8 @@ What it adds (see ``docs/testing.md``):
   session; ``--coordgap-report-file PATH`` writes the reports as JSON (or
   Markdown for ``.md``, one HTML page for ``.html``: ``docs/html-report.md``);
   ``--coordgap-save-baseline PATH`` writes them as the
-  baseline for ``assert_no_regression`` and makes every
-  ``assert_no_regression`` refresh its own baseline file instead of comparing.
+  baseline for ``assert_no_regression``, makes ``coordgap_baselines`` refresh its
+  files instead of comparing, and says so at the top and the end of the session.
 
 Thin and lazy: this module imports nothing from coordgap at import time; the
 testing helpers are imported when a test uses a fixture or the marker, or an
@@ -30,13 +36,16 @@ it off (the plain assertion helpers keep working).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from .testing import LedgerScope
+    from ._ledger import Ledger
+    from ._report import Report
+    from .testing import Baselines, LedgerScope, TelemetryCapture
 
 OPTION_REPORT = "--coordgap-report"
 OPTION_REPORT_FILE = "--coordgap-report-file"
@@ -48,6 +57,7 @@ INI_CONFIDENCE = "coordgap_confidence"
 MARKER = "reliability"
 FIXTURE_LEDGER = "coordgap_ledger"
 FIXTURE_RUNS = "coordgap_runs"
+FIXTURE_BASELINES = "coordgap_baselines"
 DEFAULT_RUNS = 100
 DEFAULT_CONFIDENCE = 0.95
 SESSION_SCHEMA = "coordgap.session/1"
@@ -62,6 +72,9 @@ MARKER_KEYWORDS = frozenset(
 
 scope_key = pytest.StashKey["LedgerScope"]()
 """The item's LedgerScope (created at setup for items that use the fixture or the marker)."""
+
+baselines_key = pytest.StashKey["Baselines"]()
+"""The session's Baselines (config stash), created when a test first asks for the fixture."""
 
 
 # -- options, marker ---------------------------------------------------------------------------
@@ -87,7 +100,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PATH",
         help="write the session's reports to PATH as the baseline of assert_no_regression(); "
-        "every assert_no_regression() then refreshes its own baseline instead of comparing",
+        f"the fixture {FIXTURE_BASELINES} then refreshes its baselines instead of comparing",
     )
     group.addoption(
         OPTION_RUNS,
@@ -109,10 +122,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"confidence of the reliability marker (default {DEFAULT_CONFIDENCE})",
         default=None,
     )
-    try:  # graph coverage options live in their own module
-        from . import _coverage_pytest
-    except ImportError:  # pragma: no cover
-        return
+    from . import _coverage_pytest  # graph coverage options live in their own module
+
     _coverage_pytest.addoption(parser)
 
 
@@ -131,11 +142,18 @@ def pytest_configure(config: pytest.Config) -> None:
         or opt.coordgap_save_baseline is not None
     ) and not config.pluginmanager.has_plugin(_SESSION_PLUGIN):
         config.pluginmanager.register(_SessionReport(config), _SESSION_PLUGIN)
-    try:
-        from . import _coverage_pytest
-    except ImportError:  # pragma: no cover
-        return
+    from . import _coverage_pytest
+
     _coverage_pytest.configure(config)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.option.coordgap_save_baseline is None:
+        return None
+    return (
+        f"coordgap: SAVING BASELINES to {config.option.coordgap_save_baseline} "
+        f"({OPTION_SAVE_BASELINE}): {FIXTURE_BASELINES} writes its baselines, compares nothing"
+    )
 
 
 def _check_report_file(path: str | None) -> None:
@@ -275,6 +293,41 @@ def coordgap_runs(request: pytest.FixtureRequest) -> int:
     return int(runs)
 
 
+@pytest.fixture
+def coordgap_otel() -> Iterator[TelemetryCapture]:
+    """In-memory span and metric providers, ids counting up, coordgap on a stepping clock.
+
+    A :class:`coordgap.testing.TelemetryCapture`, fresh for each test: pass
+    ``coordgap_otel.tracer_provider`` and ``coordgap_otel.meter_provider`` to
+    ``coordgap.instrument``, then assert ``coordgap_otel.spans()`` (span and trace
+    ids 1, 2, 3, ...; every time coordgap records is a reading of ``coordgap_otel.clock``,
+    1 s, 2 s, 3 s, ... in nanoseconds) and ``coordgap_otel.metrics()``.
+    """
+    from .testing import capture_telemetry
+
+    with capture_telemetry() as capture:
+        yield capture
+
+
+@pytest.fixture
+def coordgap_baselines(request: pytest.FixtureRequest) -> Baselines:
+    """``assert_no_regression`` in the session's explicit mode (a coordgap.testing.Baselines).
+
+    ``coordgap_baselines.check(app, "baseline.json")`` compares with the saved report,
+    or, under ``--coordgap-save-baseline``, writes the current one there instead (the
+    session summary lists every file written).
+    """
+    config = request.config
+    found = config.stash.get(baselines_key, None)
+    if found is None:
+        from .testing import Baselines
+
+        found = config.stash[baselines_key] = Baselines(
+            update=config.option.coordgap_save_baseline is not None
+        )
+    return found
+
+
 # -- the session summary ------------------------------------------------------------------
 
 
@@ -287,47 +340,48 @@ class _SessionReport:
         self.baseline: str | None = config.option.coordgap_save_baseline
         self.worker = hasattr(config, "workerinput")
         self.remote: list[dict[str, Any]] = []
-        self.reports: list[Any] | None = None
-        self._ledgers: list[Any] = []
+        self.remote_written: list[str] = []
+        self.reports: list[Report] | None = None
+        self._ledgers: list[Ledger] = []
         self._remove: Any = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        from ._instrument import add_observer
+        from ._instrument import InstrumentedGraph, add_observer
 
-        def seen(app: Any) -> None:
-            self._ledgers.append(app.coordgap_state.ledger)
+        def seen(app: InstrumentedGraph) -> None:
+            if app.coordgap_ledger is not None:
+                self._ledgers.append(app.coordgap_ledger)
 
         self._remove = add_observer(seen)
-        if self.baseline is not None:
-            from .testing import _BaselineMode
 
-            _BaselineMode.saving = True
-
-    def _snapshots(self) -> list[Any]:
-        return [ledger.snapshot() for ledger in self._ledgers]
+    def _written(self) -> list[str]:
+        """The baseline files coordgap_baselines wrote, here and on the workers."""
+        baselines = self.config.stash.get(baselines_key, None)
+        local = list(baselines.written) if baselines is not None else []
+        return list(dict.fromkeys([*local, *self.remote_written]))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         data = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
         if data:
-            self.remote.extend(json.loads(data))
+            sent = json.loads(data)
+            self.remote.extend(sent["snapshots"])
+            self.remote_written.extend(sent["baselines"])
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._remove is not None:
             self._remove()
             self._remove = None
-        from ._ledger import LedgerSnapshot
-        from .testing import _BaselineMode, merge_snapshots, write_baseline
+        from ._ledger import LedgerSnapshot, merge_snapshots
 
-        _BaselineMode.saving = False
-        snaps = self._snapshots()
+        snaps = [ledger.snapshot() for ledger in self._ledgers]
         if self.worker:
             self.config.workeroutput[_WORKER_KEY] = json.dumps(  # type: ignore[attr-defined]
-                [s.to_dict() for s in snaps]
+                {"snapshots": [s.to_dict() for s in snaps], "baselines": self._written()}
             )
             return
         snaps += [LedgerSnapshot.from_dict(d) for d in self.remote]
-        by_graph: dict[str, list[Any]] = {}
+        by_graph: dict[str, list[LedgerSnapshot]] = {}
         for snap in snaps:
             if snap.runs.runs or any(n.executions for n in snap.nodes.values()):
                 by_graph.setdefault(snap.graph, []).append(snap)
@@ -337,9 +391,11 @@ class _SessionReport:
         if self.report_file:
             _write_reports(self.report_file, self.reports)
         if self.baseline and self.reports:
+            from .testing import write_baseline
+
             write_baseline(self.baseline, self.reports)
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.worker or self.reports is None:
             return
         tr = terminalreporter
@@ -352,16 +408,27 @@ class _SessionReport:
         if self.report_file:
             tr.write_line(f"coordgap reports written to {self.report_file}")
         if self.baseline:
+            # loud: a session that saves baselines checked no regression at all
+            tr.write_sep(
+                "=",
+                f"coordgap: baselines SAVED ({OPTION_SAVE_BASELINE}), no regression checked",
+                yellow=True,
+                bold=True,
+            )
             if self.reports:
-                tr.write_line(f"coordgap baseline written to {self.baseline}")
+                graphs = ", ".join(repr(rep.graph) for rep in self.reports)
+                tr.write_line(f"coordgap baseline written to {self.baseline} (graphs {graphs})")
             else:
                 tr.write_line("coordgap baseline not written: no instrumented graph ran")
+            for path in self._written():
+                tr.write_line(f"coordgap baseline refreshed by {FIXTURE_BASELINES}: {path}")
 
 
-def _summary_lines(reports: list[Any]) -> list[str]:
-    from .render import fmt, fmt_signed
+def _summary_lines(reports: Sequence[Report]) -> list[str]:
+    from ._stats import Estimate
+    from .render import fmt, fmt_signed, text_table
 
-    def est(e: Any) -> str:
+    def est(e: Estimate) -> str:
         if e.value is None:
             return "-"
         return f"{fmt(e.value)} [{fmt(e.low)}, {fmt(e.high)}]"
@@ -371,15 +438,14 @@ def _summary_lines(reports: list[Any]) -> list[str]:
     for rep in reports:
         e = rep.end_to_end
         weakest = ", ".join(f"{c.label} ({fmt_signed(c.gain)})" for c in rep.weakest[:2]) or "-"
-        gap = fmt(rep.gap)
-        pred = fmt(e.predicted.value)
-        rows.append([rep.graph, str(e.finished), est(e.observed), pred, gap, weakest])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in [header, *rows]]  # fmt: skip
+        rows.append(
+            [rep.graph, str(e.finished), est(e.observed), fmt(e.predicted.value), fmt(rep.gap),
+             weakest]
+        )  # fmt: skip
+    return text_table(header, rows, [False, True, False, True, True, False])
 
 
-def _write_reports(path: str, reports: list[Any]) -> None:
+def _write_reports(path: str, reports: Sequence[Report]) -> None:
     p = Path(path)
     if p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -116,13 +116,26 @@ def _paint(text: str, value: float | None, color: bool) -> str:
     return f"{code}{text}{_RESET}"
 
 
-def _table(
+def text_table(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
     right: Sequence[bool],
     paint: Sequence[Sequence[float | None]] | None = None,
     color: bool = False,
 ) -> list[str]:
+    """Return the lines of an aligned text table: the header, then one line per row.
+
+    ``right[i]`` right-aligns column ``i`` (numbers); ``paint`` gives, per row and
+    column, a reliability that colours the cell when ``color`` is true. Columns are
+    two spaces apart; lines carry no trailing blanks. The one table of the package:
+    the text report, comparisons, ``assert_reliability``'s message and the pytest
+    plugin's summary are drawn with it.
+
+    Example::
+
+        >>> text_table(["node", "n"], [["a", "10"], ["bb", "9"]], [False, True])
+        ['node   n', 'a     10', 'bb     9']
+    """
     widths = [len(h) for h in header]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
@@ -291,7 +304,7 @@ def render_text(rep: Report, *, color: bool | None = None) -> str:
     if observed_side:
         rows.append(["run errors", _f(e.run_errors.value), _interval(e.run_errors), _run_errors(e)])
         paint.append([None, None, None, None])
-    lines += _table(
+    lines += text_table(
         ["end to end", "value", pct if intervals else "", ""],
         rows,
         [False, True, False, False],
@@ -340,7 +353,7 @@ def render_text(rep: Report, *, color: bool | None = None) -> str:
             right.append(True)
         header += ["visits", "gain"]
         right += [True, True]
-    lines += _table(header, rows, right, paint, color)
+    lines += text_table(header, rows, right, paint, color)
     weakest = _weakest(rep)
     if weakest:
         lines.append("")
@@ -349,7 +362,7 @@ def render_text(rep: Report, *, color: bool | None = None) -> str:
     if fd is not None:
         lines.append("")
         lines.append(f"injected faults: {fd.injected} (coordgap.faults) - which guard met each")
-        lines += _table(
+        lines += text_table(
             ["guard", "faults", "share", pct, ""],
             [[g, str(n), _f(s.value), _interval(s), words] for g, words, n, s in fault_rows(fd)],
             [False, True, True, False, False],
@@ -570,7 +583,7 @@ def render_comparison(cmp: Comparison) -> str:
                 diff,
             ]
         )
-    lines += _table(
+    lines += text_table(
         [
             "",
             "kind",

@@ -1,4 +1,5 @@
-"""Reliability in unit tests: threshold assertions with confidence, baselines, captured events.
+"""Reliability in unit tests: threshold assertions with confidence, baselines, captured events
+and telemetry.
 
 Plain functions, usable with or without the pytest plugin::
 
@@ -13,44 +14,82 @@ Plain functions, usable with or without the pytest plugin::
 
 A threshold passes only when the *lower bound* of the Wilson interval clears
 it, fails when the upper bound is below it, and otherwise fails as
-*undecided*, saying about how many more runs would decide it. See
-``docs/testing.md``.
+*undecided*, saying about how many more runs would decide it.
+:func:`capture_telemetry` (the plugin's ``coordgap_otel`` fixture) gives
+in-memory span and metric providers with counted ids and a stepping clock, so
+a test can assert coordgap's exact spans. See ``docs/testing.md``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import NormalDist
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, TypedDict, TypeVar, overload
 
-from ._ledger import Ledger, LedgerSnapshot
+from ._ledger import Ledger, LedgerSnapshot, merge_snapshots
 from .errors import ConfigurationError, ReliabilityError
 from .events import Event
 
 if TYPE_CHECKING:
-    from ._report import Report
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        ExponentialHistogramDataPoint,
+        HistogramDataPoint,
+        InMemoryMetricReader,
+        NumberDataPoint,
+    )
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    from ._instrument import InstrumentedGraph
+    from ._report import Comparison, Report
 
 __all__ = [
+    "Baselines",
+    "CapturedSpan",
+    "HasLedger",
     "LedgerScope",
+    "MetricPoint",
+    "ReliabilitySource",
+    "StepClock",
+    "TelemetryCapture",
     "ThresholdCheck",
     "assert_no_regression",
     "assert_reliability",
     "capture_events",
+    "capture_telemetry",
+    "checked_probability",
+    "load_baseline",
     "merge_snapshots",
+    "write_baseline",
 ]
 
 BASELINES_SCHEMA = "coordgap.baselines/1"
 """Schema tag of a baseline file holding reports of several graphs (one per graph name)."""
 
 Verdict = Literal["pass", "fail", "undecided"]
+
+
+class HasLedger(Protocol):
+    """Anything that carries a coordgap ledger: an instrumented graph, a :class:`LedgerScope`."""
+
+    @property
+    def coordgap_ledger(self) -> Ledger | None:
+        """The ledger its runs are counted in."""
+
+
+ReliabilitySource: TypeAlias = "Report | Ledger | LedgerSnapshot | HasLedger"
+"""What the assertions read: a report, a ledger, a snapshot, an instrumented graph or a scope."""
+
+_Graph = TypeVar("_Graph", bound="InstrumentedGraph")
 
 
 # -- capturing events and graphs ---------------------------------------------------------------
@@ -111,9 +150,9 @@ class LedgerScope:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._graphs: list[Any] = []
+        self._graphs: list[InstrumentedGraph] = []
         self._ledgers: list[Ledger] = []
-        self._remove: Any = None
+        self._remove: Callable[[], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -137,16 +176,18 @@ class LedgerScope:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _seen(self, app: Any) -> None:
-        self._add(app, app.coordgap_state.ledger)
+    def _seen(self, app: InstrumentedGraph) -> None:
+        ledger = app.coordgap_ledger
+        if ledger is not None:
+            self._add(app, ledger)
 
-    def _add(self, app: Any, ledger: Ledger) -> None:
+    def _add(self, app: InstrumentedGraph, ledger: Ledger) -> None:
         with self._lock:
             if all(known is not ledger for known in self._ledgers):
                 self._graphs.append(app)
                 self._ledgers.append(ledger)
 
-    def track(self, app: Any, *, reset: bool = True) -> Any:
+    def track(self, app: _Graph, *, reset: bool = True) -> _Graph:
         """Add a graph instrumented outside the scope; zero its ledger unless ``reset=False``.
 
         Returns ``app``, so ``app = coordgap_ledger.track(shared_app)`` reads well.
@@ -162,7 +203,7 @@ class LedgerScope:
     # -- what was gathered --------------------------------------------------------------------
 
     @property
-    def graphs(self) -> tuple[Any, ...]:
+    def graphs(self) -> tuple[InstrumentedGraph, ...]:
         """The instrumented graphs gathered, in the order they were built."""
         with self._lock:
             return tuple(self._graphs)
@@ -234,58 +275,309 @@ class LedgerScope:
         return f"<coordgap LedgerScope graphs=[{names}]>"
 
 
-def merge_snapshots(snapshots: Sequence[LedgerSnapshot]) -> LedgerSnapshot:
-    """Return one snapshot whose counts are the sums of several (same graph, e.g. per test).
+# -- capturing telemetry: in-memory providers, counted ids, a stepping clock ------------------
 
-    The graph name and topology are taken from the first snapshot.
+
+class StepClock:
+    """A clock that moves ``step_ns`` forward each time it is read: reading k is ``start_ns + k·step_ns``.
+
+    Callable like ``time.time_ns`` (thread-safe); :func:`capture_telemetry` puts
+    coordgap on one, so every recorded time (span starts and ends, durations) is
+    known in advance. With the defaults the readings are 1 s, 2 s, 3 s, ... after the
+    epoch, in nanoseconds.
 
     Example::
 
-        total = merge_snapshots([ledger_a.snapshot(), ledger_b.snapshot()])
+        clock = StepClock(step_ns=1_000)
+        clock(), clock()   # (1000, 2000)
     """
-    if not snapshots:
-        raise ConfigurationError("merge_snapshots() needs at least one snapshot.")
-    first = snapshots[0]
-    if len(snapshots) == 1:
-        return first
 
-    def add(a: Any, b: Any) -> Any:
-        values = {}
-        for name in type(a).__slots__:
-            x, y = getattr(a, name), getattr(b, name)
-            if isinstance(x, Mapping):
-                merged = dict(x)
-                for k, v in y.items():
-                    merged[k] = merged.get(k, 0) + v
-                values[name] = MappingProxyType(merged)
-            elif isinstance(x, (int, float)) and not isinstance(x, bool):
-                values[name] = x + y
-            else:
-                values[name] = x
-        return type(a)(**values)
+    def __init__(self, *, start_ns: int = 0, step_ns: int = 1_000_000_000) -> None:
+        if step_ns <= 0:
+            raise ConfigurationError(f"step_ns={step_ns!r}: a clock must move forward.")
+        self.start_ns = start_ns
+        self.step_ns = step_ns
+        self._readings = 0
+        self._lock = threading.Lock()
 
-    def combine(maps: Sequence[Mapping[Any, Any]]) -> Mapping[Any, Any]:
-        out: dict[Any, Any] = {}
-        for m in maps:
-            for key, stats in m.items():
-                out[key] = stats if key not in out else add(out[key], stats)
-        return MappingProxyType(out)
+    def __call__(self) -> int:
+        with self._lock:
+            self._readings += 1
+            return self.start_ns + self._readings * self.step_ns
 
-    runs = first.runs
-    for snap in snapshots[1:]:
-        runs = add(runs, snap.runs)
-    return LedgerSnapshot(
-        graph=first.graph,
-        nodes=combine([s.nodes for s in snapshots]),
-        handoffs=combine([s.handoffs for s in snapshots]),
-        routers=combine([s.routers for s in snapshots]),
-        runs=runs,
-        topology=first.topology,
-        internal_errors=sum(s.internal_errors for s in snapshots),
-    )
+    @property
+    def readings(self) -> int:
+        """How many times the clock was read."""
+        return self._readings
+
+
+@functools.cache
+def _counting_ids_class() -> type[IdGenerator]:
+    """Return the SDK id generator whose ids count up (built on first use: the SDK loads late)."""
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class CountingIds(IdGenerator):
+        """Trace ids 1, 2, 3, ... and span ids 1, 2, 3, ..., each on a counter of its own."""
+
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+            self._trace_id = 0
+            self._span_id = 0
+
+        def generate_span_id(self) -> int:
+            with self._lock:
+                self._span_id += 1
+                return self._span_id
+
+        def generate_trace_id(self) -> int:
+            with self._lock:
+                self._trace_id += 1
+                return self._trace_id
+
+    return CountingIds
+
+
+class _CapturedSpanFields(TypedDict):
+    name: str
+    trace_id: int
+    span_id: int
+    parent: int | None
+    start_time: int
+    end_time: int
+    attributes: dict[str, object]
+    status: str
+    status_description: str | None
+
+
+class CapturedSpan(_CapturedSpanFields, total=False):
+    """A finished span as plain data (:meth:`TelemetryCapture.spans`).
+
+    ``parent`` is the parent's span id (None for a root); times are in nanoseconds;
+    ``status`` is ``"UNSET"``, ``"OK"`` or ``"ERROR"``; attribute sequences are lists.
+    ``events`` (name, timestamp, attributes) appears only on spans that have some.
+    """
+
+    events: list[dict[str, object]]
+
+
+class _MetricPointFields(TypedDict):
+    name: str
+    unit: str
+    attributes: dict[str, object]
+
+
+class MetricPoint(_MetricPointFields, total=False):
+    """One collected data point as plain data (:meth:`TelemetryCapture.metrics`).
+
+    A counter's or gauge's point has ``value``; a histogram's has ``count``, ``sum``,
+    ``min``, ``max``, ``bucket_counts`` and ``explicit_bounds``.
+    """
+
+    value: int | float
+    count: int
+    sum: float
+    min: float
+    max: float
+    bucket_counts: list[int]
+    explicit_bounds: list[float]
+
+
+class TelemetryCapture:
+    """In-memory span and metric providers with counted ids, and the clock coordgap is on.
+
+    Pass the providers to :func:`coordgap.instrument`; read back what was exported
+    with :meth:`spans` and :meth:`metrics`. Built by :func:`capture_telemetry` (the
+    pytest fixture ``coordgap_otel`` is one per test).
+
+    Attributes:
+        tracer_provider: an SDK ``TracerProvider`` exporting every span, when it ends,
+            to ``exporter`` (``SimpleSpanProcessor``); its trace ids and span ids
+            count up from 1, each on a counter of its own.
+        meter_provider: an SDK ``MeterProvider`` read by ``reader``.
+        exporter: the ``InMemorySpanExporter``.
+        reader: the ``InMemoryMetricReader``.
+        clock: the :class:`StepClock` coordgap reads every time from.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider,
+        meter_provider: MeterProvider,
+        exporter: InMemorySpanExporter,
+        reader: InMemoryMetricReader,
+        clock: StepClock,
+    ) -> None:
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.exporter = exporter
+        self.reader = reader
+        self.clock = clock
+
+    def finished_spans(self) -> tuple[ReadableSpan, ...]:
+        """Return the SDK's finished spans, in the order they ended."""
+        return tuple(self.exporter.get_finished_spans())
+
+    def spans(self) -> list[CapturedSpan]:
+        """Return the finished spans as plain data, in the order they ended.
+
+        Example::
+
+            [(s["name"], s["span_id"], s["parent"]) for s in coordgap_otel.spans()]
+            # [("coordgap.handoff", 2, 1), ("coordgap.run", 1, None)]
+        """
+        return [_span_data(span) for span in self.finished_spans()]
+
+    def metrics(self) -> list[MetricPoint]:
+        """Collect now; return every data point as plain data, metric by metric.
+
+        Example::
+
+            {(p["name"], p["attributes"].get("coordgap.node")): p.get("value")
+             for p in coordgap_otel.metrics()}
+        """
+        data = self.reader.get_metrics_data()
+        points: list[MetricPoint] = []
+        for resource in data.resource_metrics if data is not None else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        points.append(_point_data(metric.name, metric.unit or "", point))
+        return points
+
+    def clear(self) -> None:
+        """Forget the spans exported so far (metrics are cumulative: they stay)."""
+        self.exporter.clear()
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _span_data(span: ReadableSpan) -> CapturedSpan:
+    context = span.context
+    out: CapturedSpan = {
+        "name": span.name,
+        "trace_id": context.trace_id if context is not None else 0,
+        "span_id": context.span_id if context is not None else 0,
+        "parent": span.parent.span_id if span.parent is not None else None,
+        "start_time": span.start_time or 0,
+        "end_time": span.end_time or 0,
+        "attributes": {k: _plain(v) for k, v in (span.attributes or {}).items()},
+        "status": span.status.status_code.name,
+        "status_description": span.status.description,
+    }
+    if span.events:
+        out["events"] = [
+            {
+                "name": event.name,
+                "timestamp": event.timestamp,
+                "attributes": {k: _plain(v) for k, v in (event.attributes or {}).items()},
+            }
+            for event in span.events
+        ]
+    return out
+
+
+def _point_data(
+    name: str,
+    unit: str,
+    point: NumberDataPoint | HistogramDataPoint | ExponentialHistogramDataPoint,
+) -> MetricPoint:
+    from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
+
+    out: MetricPoint = {
+        "name": name,
+        "unit": unit,
+        "attributes": {k: _plain(v) for k, v in (point.attributes or {}).items()},
+    }
+    if isinstance(point, NumberDataPoint):
+        out["value"] = point.value
+        return out
+    out["count"], out["sum"] = point.count, point.sum
+    out["min"], out["max"] = point.min, point.max
+    if isinstance(point, HistogramDataPoint):
+        out["bucket_counts"] = list(point.bucket_counts)
+        out["explicit_bounds"] = list(point.explicit_bounds)
+    return out
+
+
+@contextmanager
+def capture_telemetry(*, clock: StepClock | None = None) -> Iterator[TelemetryCapture]:
+    """Yield in-memory span and metric providers, with coordgap on a stepping clock inside.
+
+    For the block's duration, every time coordgap records (span starts and ends,
+    durations) is a reading of ``clock`` (default :class:`StepClock`: 1 s, 2 s, ...),
+    and span and trace ids count up from 1; the providers are shut down at its end.
+    Spans of your own code on these providers keep the SDK's clock. The pytest
+    fixture ``coordgap_otel`` is this, one per test.
+
+    Example::
+
+        with capture_telemetry() as otel:
+            app = coordgap.instrument(builder, spans="all",
+                                      tracer_provider=otel.tracer_provider,
+                                      meter_provider=otel.meter_provider)
+            app.invoke({"x": 1})
+            [s["name"] for s in otel.spans()]
+    """
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from . import _clock
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(id_generator=_counting_ids_class()())
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    ticking = clock if clock is not None else StepClock()
+    capture = TelemetryCapture(tracer_provider, meter_provider, exporter, reader, ticking)
+    try:
+        with _clock.use(ticking):
+            yield capture
+    finally:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
 
 
 # -- thresholds ------------------------------------------------------------------------------------
+
+
+def checked_probability(
+    value: object,
+    what: str,
+    *,
+    noun: str = "a reliability threshold",
+    example: str = "0.9 for 90 %",
+) -> float:
+    """Return ``value`` as a float when it is a probability in [0, 1]; else raise.
+
+    The one check of a rate, threshold or reliability a user gives: a bool, a
+    non-number, NaN or a value outside [0, 1] raises a ConfigurationError naming the
+    argument (``what``), what it is (``noun``) and an ``example`` of a valid value.
+    It depends on nothing but ``ConfigurationError``, so any module can use it.
+
+    Example::
+
+        >>> checked_probability(0.97, "handoffs")
+        0.97
+        >>> checked_probability(4, "rate", noun="a fault rate", example="0.04 for 4 %")
+        Traceback (most recent call last):
+        ...
+        coordgap.errors.ConfigurationError: rate=4: a fault rate is a probability in [0, 1] (0.04 for 4 %).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0.0 <= value <= 1.0  # NaN fails this too
+    ):
+        raise ConfigurationError(
+            f"{what}={value!r}: {noun} is a probability in [0, 1] ({example})."
+        )
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,14 +648,7 @@ def _pct(confidence: float) -> str:
     return f"{100 * confidence:g} %"
 
 
-def _wilson_float(p: float, n: float, z: float) -> tuple[float, float]:
-    z2n = z * z / n
-    centre = (p + z2n / 2.0) / (1.0 + z2n)
-    half = z / (1.0 + z2n) * math.sqrt(max(0.0, p * (1.0 - p) / n + z2n / (4.0 * n)))
-    return centre - half, centre + half
-
-
-def _more_needed(successes: int, n: int, threshold: float, z: float) -> int | None:
+def _more_needed(successes: int, n: int, threshold: float, confidence: float) -> int | None:
     """Return how many more observations, at the observed rate, would decide the threshold."""
     if n <= 0:
         return None
@@ -372,38 +657,49 @@ def _more_needed(successes: int, n: int, threshold: float, z: float) -> int | No
         return None
     above = p > threshold
 
-    def decided(m: float) -> bool:
-        low, high = _wilson_float(p, m, z)
+    def decided(m: int) -> bool:
+        low, high = _interval_at_rate(p, m, confidence)
         return low >= threshold if above else high < threshold
 
-    hi = float(max(n, 1))
+    hi = max(n, 1)
     while not decided(hi):
-        hi *= 2.0
-        if hi > 1e12:
+        hi *= 2
+        if hi > 10**12:
             return None
-    lo = float(n)
-    while hi - lo > 1.0:
-        mid = math.floor((lo + hi) / 2.0)
+    lo = n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
         if decided(mid):
             hi = mid
         else:
             lo = mid
-    return max(1, math.ceil(hi) - n)
+    return max(1, hi - n)
 
 
-def _threshold(value: Any, what: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigurationError(f"{what}={value!r}: a threshold is a number in [0, 1].")
-    if not 0.0 <= float(value) <= 1.0:
-        raise ConfigurationError(
-            f"{what}={value!r}: a reliability threshold is a probability in [0, 1] (0.9 for 90 %)."
-        )
-    return float(value)
+def _interval_at_rate(p: float, m: int, confidence: float) -> tuple[float, float]:
+    """Return the Wilson interval of m observations at rate p, successes p·m not rounded.
+
+    Rounding p·m to a count makes the bounds jump by about 1/m from one m to the next,
+    more than they move, and the search for "how many more runs" would land anywhere in
+    a band of tens of runs; the bounds are smooth in the count, so the two counts around
+    p·m are interpolated (exact to about 1/m²).
+    """
+    from ._stats import wilson_interval
+
+    below = math.floor(p * m)
+    weight = p * m - below
+    low0, high0 = wilson_interval(below, m, confidence)
+    if weight == 0.0:
+        return low0, high0
+    low1, high1 = wilson_interval(below + 1, m, confidence)
+    return low0 + weight * (low1 - low0), high0 + weight * (high1 - high0)
 
 
-def _reports_of(source: Any, confidence: float) -> list[Report]:
+def _threshold(value: float | None, what: str) -> float | None:
+    return None if value is None else checked_probability(value, what)
+
+
+def _reports_of(source: ReliabilitySource, confidence: float) -> list[Report]:
     from ._report import Report, report
 
     if isinstance(source, Report):
@@ -424,10 +720,9 @@ def _check(
     n: int,
     threshold: float,
     confidence: float,
-    z: float,
     per_run: float,
 ) -> ThresholdCheck:
-    from ._report import wilson_interval
+    from ._stats import wilson_interval
 
     low, high = wilson_interval(successes, n, confidence)
     more = None
@@ -437,7 +732,7 @@ def _check(
         verdict = "fail"
     else:
         verdict = "undecided"
-        extra = _more_needed(successes, n, threshold, z)
+        extra = _more_needed(successes, n, threshold, confidence)
         if extra is not None:
             more = max(1, math.ceil(extra / per_run)) if per_run > 0 else extra
     return ThresholdCheck(
@@ -452,21 +747,20 @@ def _checks_for(
     nodes: float | None,
     handoffs: float | None,
     routers: float | None,
-    per: Mapping[Any, float],
+    per: Mapping[str | tuple[str, str], float],
     confidence: float,
 ) -> list[ThresholdCheck]:
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
     e2e = rep.end_to_end
     runs = e2e.finished or e2e.runs
     out: list[ThresholdCheck] = []
     if end_to_end is not None:
         out.append(
             _check(rep.graph, "end to end", "observed", e2e.clean, e2e.finished,
-                   end_to_end, confidence, z, 1.0)
+                   end_to_end, confidence, 1.0)
         )  # fmt: skip
     from .topology import handoff_pair
 
-    named: dict[tuple[str, Any], float] = {}
+    named: dict[tuple[str, str | tuple[str, str]], float] = {}
     for key, value in per.items():
         pair = handoff_pair(key, stacklevel=5) if isinstance(key, str) else None
         if pair is not None:
@@ -495,12 +789,12 @@ def _checks_for(
             per_run = comp.executions / runs if runs else 0.0
             out.append(
                 _check(rep.graph, kind, comp.label, comp.executions - comp.failures,
-                       comp.executions, threshold, confidence, z, per_run)
+                       comp.executions, threshold, confidence, per_run)
             )  # fmt: skip
     return out
 
 
-def _unknown(key: Any, known: Sequence[str], what: str, graph: str) -> None:
+def _unknown(key: object, known: Sequence[str], what: str, graph: str) -> None:
     import difflib
 
     close = difflib.get_close_matches(str(key), [str(k) for k in known], n=3)
@@ -512,30 +806,21 @@ def _unknown(key: Any, known: Sequence[str], what: str, graph: str) -> None:
 
 
 def _table(checks: Sequence[ThresholdCheck]) -> list[str]:
-    from .render import fmt
+    from .render import fmt, text_table
 
     pct = _pct(checks[0].confidence) if checks else "95 %"
     header = ["", "kind", "component", "n", "failed", "reliability", f"{pct} interval",
               "threshold", "verdict"]  # fmt: skip
     rows = []
     for c in checks:
-        mark = "" if c.passed else ">>"
-        value = fmt(c.value)
         verdict = {"pass": "ok", "fail": "FAIL", "undecided": "UNDECIDED"}[c.verdict]
         if c.verdict == "undecided" and c.more_runs is not None:
             verdict += f" (+{c.more_runs} runs)"
-        rows.append([mark, c.kind, c.component, str(c.n), str(c.n - c.successes), value,
-                     f"[{fmt(c.low)}, {fmt(c.high)}]", f">= {c.threshold:g}", verdict])  # fmt: skip
-    right = {3, 4, 5}
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for r in [header, *rows]:
-        cells = [
-            r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i])
-            for i in range(len(header))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return lines
+        rows.append(["" if c.passed else ">>", c.kind, c.component, str(c.n),
+                     str(c.n - c.successes), fmt(c.value), f"[{fmt(c.low)}, {fmt(c.high)}]",
+                     f">= {c.threshold:g}", verdict])  # fmt: skip
+    right = [False, False, False, True, True, True, False, False, False]
+    return text_table(header, rows, right)
 
 
 def _failure_message(
@@ -605,7 +890,7 @@ def _where_it_goes(checks: Sequence[ThresholdCheck], reports: Sequence[Report]) 
 
 
 def assert_reliability(
-    source: Any,
+    source: ReliabilitySource,
     *,
     end_to_end: float | None = None,
     nodes: float | None = None,
@@ -665,12 +950,11 @@ def assert_reliability(
         "handoffs": _threshold(handoffs, "handoffs"),
         "routers": _threshold(routers, "routers"),
     }
-    per_checked: dict[Any, float] = {}
+    per_checked: dict[str | tuple[str, str], float] = {}
     for key, value in (per or {}).items():
-        checked = _threshold(value, f"per[{key!r}]")
-        if checked is None:
+        if value is None:
             raise ConfigurationError(f"per[{key!r}]=None: give the component a threshold.")
-        per_checked[key] = checked
+        per_checked[key] = checked_probability(value, f"per[{key!r}]")
     if min_runs is not None and (
         isinstance(min_runs, bool) or not isinstance(min_runs, int) or min_runs < 0
     ):
@@ -723,12 +1007,6 @@ def assert_reliability(
 # -- baselines -----------------------------------------------------------------------------------
 
 
-class _BaselineMode:
-    """Set by the pytest plugin under ``--coordgap-save-baseline``: record instead of compare."""
-
-    saving = False
-
-
 def load_baseline(path: str | os.PathLike[str], graph: str | None = None) -> Report:
     """Return the report saved at ``path`` (for ``graph`` when the file holds several).
 
@@ -744,23 +1022,33 @@ def load_baseline(path: str | os.PathLike[str], graph: str | None = None) -> Rep
     except FileNotFoundError:
         raise ConfigurationError(
             f"no baseline at {str(p)!r}: write one with `pytest --coordgap-save-baseline "
-            f"{p}` (or save coordgap.report(app).to_json() there)."
+            f"{p}`, with assert_no_regression(..., update=True) (the coordgap_baselines "
+            "fixture does under --coordgap-save-baseline), or save "
+            "coordgap.report(app).to_json() there."
         ) from None
+    data = _baseline_reports(text)
+    if data is not None:
+        if graph is None and len(data) == 1:
+            graph = next(iter(data))
+        if graph not in data:
+            raise ConfigurationError(
+                f"baseline {str(p)!r} holds reports for {', '.join(map(repr, data))}, "
+                f"none for graph {graph!r}."
+            )
+        return Report.from_json(json.dumps(data[graph]))
+    return Report.from_json(text)
+
+
+def _baseline_reports(text: str) -> dict[str, object] | None:
+    """Return the reports of a several-graph baseline file by graph, None for another file."""
     try:
         data = json.loads(text)
     except ValueError:
-        data = None
+        return None
     if isinstance(data, dict) and data.get("schema") == BASELINES_SCHEMA:
-        reports = data.get("reports") or {}
-        if graph is None and len(reports) == 1:
-            graph = next(iter(reports))
-        if graph not in reports:
-            raise ConfigurationError(
-                f"baseline {str(p)!r} holds reports for {', '.join(map(repr, reports))}, "
-                f"none for graph {graph!r}."
-            )
-        return Report.from_json(json.dumps(reports[graph]))
-    return Report.from_json(text)
+        reports = data.get("reports")
+        return dict(reports) if isinstance(reports, dict) else {}
+    return None
 
 
 def write_baseline(path: str | os.PathLike[str], reports: Sequence[Report]) -> None:
@@ -775,19 +1063,72 @@ def write_baseline(path: str | os.PathLike[str], reports: Sequence[Report]) -> N
     p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+def _update_baseline(path: str | os.PathLike[str], rep: Report) -> None:
+    """Write ``rep`` as the baseline of its graph at ``path``, keeping other graphs' reports."""
+    from ._report import Report
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        write_baseline(p, [rep])
+        return
+    others = _baseline_reports(text)
+    if others is None:
+        try:
+            others = {Report.from_json(text).graph: json.loads(text)}
+        except (ValueError, ConfigurationError):
+            others = {}  # not a report: replaced
+    others.pop(rep.graph, None)
+    if not others:
+        write_baseline(p, [rep])
+        return
+    data = {"schema": BASELINES_SCHEMA, "reports": {**others, rep.graph: rep.to_dict()}}
+    p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+@overload
 def assert_no_regression(
-    source: Any,
+    source: ReliabilitySource,
     baseline: str | os.PathLike[str] | Report,
     *,
     confidence: float | None = None,
-) -> Any:
+    update: Literal[False] = False,
+) -> Comparison: ...
+
+
+@overload
+def assert_no_regression(
+    source: ReliabilitySource,
+    baseline: str | os.PathLike[str] | Report,
+    *,
+    confidence: float | None = None,
+    update: bool,
+) -> Comparison | None: ...
+
+
+def assert_no_regression(
+    source: ReliabilitySource,
+    baseline: str | os.PathLike[str] | Report,
+    *,
+    confidence: float | None = None,
+    update: bool = False,
+) -> Comparison | None:
     """Return the comparison with a saved report; raise ReliabilityError on a significant drop.
 
     A drop is significant when the interval of the difference (Newcombe's
     method, at the baseline's confidence unless ``confidence`` is given) lies
     entirely below zero, for any component or for the observed end to end.
-    Under ``pytest --coordgap-save-baseline PATH`` nothing is compared: the
-    current report is written to ``baseline`` instead (to refresh it).
+
+    With ``update=True`` nothing is compared: the current report is written to the
+    file ``baseline`` (beside the reports of other graphs it holds) and None is
+    returned. The pytest fixture ``coordgap_baselines`` passes ``update=True`` under
+    ``pytest --coordgap-save-baseline``; a plain call always compares.
+
+    Raises:
+        ReliabilityError: a significant drop; ``comparison`` holds the comparison.
+        ConfigurationError: no baseline file (the message says how to write one), or
+            ``update=True`` with a Report as ``baseline`` (there is no file to write).
 
     Example::
 
@@ -797,35 +1138,32 @@ def assert_no_regression(
     from ._report import Report, report
     from .render import fmt
 
-    if isinstance(source, Report):
-        current_graph = source.graph
-    elif isinstance(source, LedgerScope):
-        current_graph = source.ledger().graph
-    else:
-        current_graph = None
-    if _BaselineMode.saving and not isinstance(baseline, Report):
-        rep = (
-            source
-            if isinstance(source, Report)
-            else report(
-                source.ledger() if isinstance(source, LedgerScope) else source,
-                confidence=confidence or 0.95,
+    def current_report(level: float) -> Report:
+        if isinstance(source, Report):
+            return source
+        target = source.ledger() if isinstance(source, LedgerScope) else source
+        return report(target, confidence=level)
+
+    if update:
+        if isinstance(baseline, Report):
+            raise ConfigurationError(
+                "assert_no_regression(..., update=True) writes the baseline file: pass its "
+                "path, not a Report."
             )
-        )
-        write_baseline(baseline, [rep])
+        _update_baseline(baseline, current_report(confidence or 0.95))
         return None
     if isinstance(baseline, Report):
         base = baseline
     else:
-        if current_graph is None:
-            current_graph = report(source).graph
-        base = load_baseline(baseline, current_graph)
+        if isinstance(source, Report):
+            graph = source.graph
+        elif isinstance(source, LedgerScope):
+            graph = source.ledger().graph
+        else:
+            graph = report(source).graph
+        base = load_baseline(baseline, graph)
     level = confidence if confidence is not None else base.confidence
-    if isinstance(source, Report):
-        current = source
-    else:
-        target = source.ledger() if isinstance(source, LedgerScope) else source
-        current = report(target, confidence=level)
+    current = current_report(level)
     cmp = current.compare(base)
     if cmp.regressed:
         lines = [
@@ -845,3 +1183,52 @@ def assert_no_regression(
             lines.append(f"regressed: {c.kind} {c.name}: {old} -> {new}{diff}")
         raise ReliabilityError("\n".join(lines).rstrip(), comparison=cmp)
     return cmp
+
+
+class Baselines:
+    """``assert_no_regression`` in one explicit mode: compare with the baselines, or refresh them.
+
+    The pytest fixture ``coordgap_baselines`` is the session's one: it refreshes
+    (``update=True``) under ``pytest --coordgap-save-baseline`` and compares otherwise,
+    and the session summary lists every file it wrote.
+
+    Example::
+
+        def test_no_regression(coordgap_baselines):
+            app = coordgap.instrument(build_graph(), name="research")
+            run_questions(app)
+            coordgap_baselines.check(app, "tests/reliability-baseline.json")
+    """
+
+    def __init__(self, *, update: bool = False) -> None:
+        self.update = update
+        self._lock = threading.Lock()
+        self._written: list[str] = []
+
+    def check(
+        self,
+        source: ReliabilitySource,
+        baseline: str | os.PathLike[str] | Report,
+        *,
+        confidence: float | None = None,
+    ) -> Comparison | None:
+        """Return ``assert_no_regression(source, baseline, ..., update=self.update)``."""
+        __tracebackhide__ = True
+        result = assert_no_regression(source, baseline, confidence=confidence, update=self.update)
+        from ._report import Report
+
+        if self.update and not isinstance(baseline, Report):
+            path = os.fspath(baseline)
+            with self._lock:
+                if path not in self._written:
+                    self._written.append(path)
+        return result
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        """The baseline files written so far (update mode), in order."""
+        with self._lock:
+            return tuple(self._written)
+
+    def __repr__(self) -> str:
+        return f"<coordgap Baselines update={self.update}>"

@@ -109,15 +109,125 @@ def test_user_sinks_receive_every_event_in_order() -> None:
     assert kinds[-1] == "RunOutcome"
 
 
-def test_all_public_names_are_exported() -> None:
-    """__all__ is sorted, each name resolves, and each says it lives in coordgap."""
+# Where each public name is defined: coordgap.X must be that very object. A name added to
+# __all__ (or moved) must be added here, so the surface changes only on purpose.
+DEFINED_IN = {
+    "Capture": "coordgap.contracts",
+    "Change": "coordgap._report",
+    "Comparison": "coordgap._report",
+    "ComponentReport": "coordgap._report",
+    "ConfigurationError": "coordgap.errors",
+    "Contract": "coordgap.contracts",
+    "ContractViolation": "coordgap.errors",
+    "CoordgapError": "coordgap.errors",
+    "Coverage": "coordgap._coverage",
+    "EndToEnd": "coordgap._report",
+    "Estimate": "coordgap._stats",
+    "FaultDetection": "coordgap._report",
+    "HandoffOutcome": "coordgap.events",
+    "HandoffStats": "coordgap._ledger",
+    "InstrumentedGraph": "coordgap._instrument",
+    "Ledger": "coordgap._ledger",
+    "LedgerScope": "coordgap.testing",
+    "LedgerSnapshot": "coordgap._ledger",
+    "NodeOutcome": "coordgap.events",
+    "NodeStats": "coordgap._ledger",
+    "Plan": "coordgap._plan",
+    "ReliabilityError": "coordgap.errors",
+    "Report": "coordgap._report",
+    "RouterOutcome": "coordgap.events",
+    "RouterStats": "coordgap._ledger",
+    "RunOutcome": "coordgap.events",
+    "RunStats": "coordgap._ledger",
+    "WhatIf": "coordgap.whatif",
+    "assert_no_regression": "coordgap.testing",
+    "assert_reliability": "coordgap.testing",
+    "audit": "coordgap._audit",
+    "capture_events": "coordgap.testing",
+    "configure_otlp": "coordgap.otlp",
+    "contract": "coordgap.contracts",
+    "coverage": "coordgap._coverage",
+    "fleet_snapshot": "coordgap.fleet",
+    "instrument": "coordgap._instrument",
+    "ledger": "coordgap._instrument",
+    "recommend": "coordgap._plan",
+    "report": "coordgap._report",
+    "uninstrument": "coordgap._instrument",
+    "what_if": "coordgap.whatif",
+    "wilson_interval": "coordgap._stats",
+}
+
+# Module paths the docs and the changelog name: each must import (the four of coordgap 0.1
+# warn and hand out the same objects as coordgap itself).
+PUBLIC_MODULES = (
+    "coordgap.cli",
+    "coordgap.contracts",
+    "coordgap.errors",
+    "coordgap.events",
+    "coordgap.faults",
+    "coordgap.fleet",
+    "coordgap.otlp",
+    "coordgap.pytest_plugin",
+    "coordgap.render",
+    "coordgap.semconv",
+    "coordgap.testing",
+    "coordgap.topology",
+    "coordgap.whatif",
+)
+DEPRECATED_MODULES = {
+    "coordgap.audit": "audit",
+    "coordgap.coverage": "Coverage",
+    "coordgap.ledger": "LedgerSnapshot",
+    "coordgap.report": "Report",
+}
+
+
+def test_every_public_name_is_the_object_its_module_defines() -> None:
+    """__all__ is sorted; coordgap.X is the object defined in X's module, presented as
+    coordgap's; an unknown name is an AttributeError."""
+    import importlib
+
     assert sorted(coordgap.__all__) == coordgap.__all__
+    assert set(coordgap.__all__) == set(DEFINED_IN)
     for name in coordgap.__all__:
         value = getattr(coordgap, name)
+        assert value is getattr(importlib.import_module(DEFINED_IN[name]), name), name
         assert getattr(value, "__module__", "coordgap") == "coordgap", name
-    assert set(coordgap.__all__) <= set(dir(coordgap))
     with pytest.raises(AttributeError):
         coordgap.not_a_name  # noqa: B018
+
+
+def test_every_public_module_path_imports() -> None:
+    """Every documented module imports; the names documented with their module are the
+    same objects as coordgap's; coordgap.report is the function, coordgap.faults the module."""
+    import importlib
+    import types
+
+    for path in PUBLIC_MODULES:
+        module = importlib.import_module(path)
+        assert isinstance(module, types.ModuleType) and module.__name__ == path
+    from coordgap import faults, fleet, otlp, testing, topology
+
+    assert isinstance(faults, types.ModuleType) and callable(faults.inject)
+    assert fleet.fleet_snapshot is coordgap.fleet_snapshot
+    assert otlp.configure_otlp is coordgap.configure_otlp
+    assert testing.assert_reliability is coordgap.assert_reliability
+    assert testing.LedgerScope is coordgap.LedgerScope
+    assert isinstance(coordgap.ledger(coordgap.instrument(linear(2))).topology, topology.Topology)
+    assert callable(coordgap.report) and not isinstance(coordgap.report, types.ModuleType)
+    assert coordgap.report is importlib.import_module("coordgap._report").report
+
+
+@pytest.mark.parametrize(("path", "name"), sorted(DEPRECATED_MODULES.items()))
+def test_module_paths_of_coordgap_0_1_still_import_with_a_warning(path: str, name: str) -> None:
+    """from coordgap.report import Report (and the three others) works, with a
+    DeprecationWarning naming the new import, and gives coordgap's own object."""
+    import importlib
+
+    module = importlib.import_module(path)
+    with pytest.warns(DeprecationWarning, match=f"from coordgap import {name}"):
+        value = getattr(module, name)
+    assert value is getattr(coordgap, name)
 
 
 def test_import_is_lazy() -> None:

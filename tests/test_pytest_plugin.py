@@ -53,6 +53,10 @@ def _only_our_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     # In-process runs load only coordgap's plugin: other installed plugins that import
     # numpy cannot be imported twice in one process (pytester restores sys.modules).
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    # Loaded here, LangGraph and coordgap's core outlive every in-process run: pytester drops
+    # the modules a run imported, but the coordgap package would keep its attributes to
+    # them, and a later run would check its fresh LangGraph classes against stale ones.
+    import coordgap._instrument  # noqa: F401
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -82,7 +86,6 @@ def test_passing_and_failing_assertions_in_a_test_file(pytester: pytest.Pytester
             coordgap.testing.assert_reliability(app, end_to_end=0.9, nodes=0.9)
         """,
     )
-    pytester.makeconftest("import coordgap.testing")
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
@@ -107,7 +110,6 @@ def test_too_few_runs_is_its_own_failure(pytester: pytest.Pytester) -> None:
             coordgap.testing.assert_reliability(app, end_to_end=0.9)
         """,
     )
-    pytester.makeconftest("import coordgap.testing")
     result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
@@ -266,23 +268,36 @@ def test_report_option_prints_summary_and_writes_files(pytester: pytest.Pytester
 
 
 def test_save_baseline_then_no_regression(pytester: pytest.Pytester) -> None:
+    """--coordgap-save-baseline makes coordgap_baselines write instead of compare, and says so
+    at the top and the end of the session; without it the same test compares."""
     make(
         pytester,
         """
         import os
 
-        def test_agent():
+        def test_agent(coordgap_baselines):
             app = build(float(os.environ.get("RATE", "0")), name="agent")
             drive(app, 150)
-            coordgap.testing.assert_no_regression(app, baseline="baseline.json")
+            coordgap_baselines.check(app, "baselines/agent.json")
         """,
     )
-    pytester.makeconftest("import coordgap.testing")
     saved = run(pytester, "--coordgap-save-baseline=baseline.json")
     saved.assert_outcomes(passed=1)
-    saved.stdout.fnmatch_lines(["coordgap baseline written to baseline.json"])
+    saved.stdout.fnmatch_lines(
+        [
+            "coordgap: SAVING BASELINES to baseline.json (--coordgap-save-baseline)*",
+            "*",
+            "*= coordgap: baselines SAVED (--coordgap-save-baseline), no regression checked =*",
+            "coordgap baseline written to baseline.json (graphs 'agent')",
+            "coordgap baseline refreshed by coordgap_baselines: baselines/agent.json",
+        ]
+    )
+    assert (pytester.path / "baseline.json").exists()
+    assert (pytester.path / "baselines" / "agent.json").exists()
     same = run(pytester)
     same.assert_outcomes(passed=1)
+    assert "SAVING BASELINES" not in same.stdout.str()
+    assert "SAVED" not in same.stdout.str()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RATE", "0.3")
         worse = run(pytester)
@@ -290,6 +305,36 @@ def test_save_baseline_then_no_regression(pytester: pytest.Pytester) -> None:
     worse.stdout.fnmatch_lines(
         ["*reliability regressed against the baseline*", "*regressed: end to end observed*"]
     )
+
+
+def test_a_plain_assert_no_regression_compares_even_when_saving(
+    pytester: pytest.Pytester,
+) -> None:
+    """No process-wide switch: under --coordgap-save-baseline a plain assert_no_regression()
+    still compares (here with a file that does not exist yet), and update=True writes."""
+    make(
+        pytester,
+        """
+        from coordgap.testing import assert_no_regression
+
+        def test_plain():
+            app = build(0.0, name="plain")
+            drive(app, 20)
+            assert_no_regression(app, "plain.json")
+
+        def test_explicit():
+            app = build(0.0, name="explicit")
+            drive(app, 20)
+            assert assert_no_regression(app, "explicit.json", update=True) is None
+        """,
+    )
+    result = run(pytester, "--coordgap-save-baseline=session.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*ConfigurationError: no baseline at 'plain.json'*"])
+    assert not (pytester.path / "plain.json").exists()
+    assert (pytester.path / "explicit.json").exists()
+    data = json.loads((pytester.path / "session.json").read_text())
+    assert sorted(data["reports"]) == ["explicit", "plain"]
 
 
 def test_disabled_with_no_coordgap(pytester: pytest.Pytester) -> None:
@@ -343,8 +388,12 @@ def test_xdist_workers_are_isolated_and_the_summary_merges_them(
 
 def test_loading_the_plugin_imports_nothing_heavy() -> None:
     """Loading the plugin (every pytest session does) imports neither LangGraph nor coordgap's core."""
-    code = "import sys, coordgap.pytest_plugin; print('langgraph' in sys.modules)"
+    code = (
+        "import sys, coordgap.pytest_plugin; "
+        "print([m for m in ('langgraph', 'opentelemetry.sdk', 'coordgap.testing') "
+        "if m in sys.modules])"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "[]"

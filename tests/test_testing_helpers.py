@@ -14,13 +14,17 @@ from typing_extensions import TypedDict
 import coordgap
 from coordgap import faults
 from coordgap._ledger import Ledger
+from coordgap._ledger import merge_snapshots as ledger_merge
 from coordgap._report import report, wilson_interval
-from coordgap.events import HandoffOutcome, NodeOutcome, RunOutcome
+from coordgap.events import HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
 from coordgap.testing import (
+    Baselines,
     LedgerScope,
     assert_no_regression,
     assert_reliability,
     capture_events,
+    checked_probability,
+    load_baseline,
     merge_snapshots,
 )
 
@@ -102,6 +106,15 @@ def test_more_runs_estimate_is_enough_and_not_wildly_too_much() -> None:
     m = 100 + int(more * 0.9)
     assert wilson_interval(round(0.97 * m), m)[0] < 0.95 + 1e-3
     assert f"need about {more} more runs to decide at 95 %" in str(info.value)
+
+
+def test_more_runs_estimate_is_at_the_observed_rate_not_a_rounded_count() -> None:
+    """The estimate searches at the observed rate itself (131/141 against 0.9 needs 268 more,
+    the figure of docs/testing.md), not at rounded counts, whose bounds jump by more than they
+    move and would put the answer anywhere between about 257 and 290."""
+    with pytest.raises(coordgap.ReliabilityError) as info:
+        assert_reliability(ledger_with(131, 141), end_to_end=0.9)
+    assert info.value.checks[0].more_runs == 268
 
 
 def test_failure_message_marks_offenders_and_states_figures() -> None:
@@ -231,12 +244,67 @@ def test_nested_scopes_and_observer_removal() -> None:
 
 
 def test_merge_snapshots_sums_counts() -> None:
+    """merge_snapshots (coordgap.testing's name of the ledger's one merge) adds the counts."""
     a, b = ledger_with(8, 10), ledger_with(5, 6)
     merged = merge_snapshots([a.snapshot(), b.snapshot()])
     assert merged.runs.runs == 16 and merged.runs.clean == 13
     assert merged.nodes["a"].failures == 3
     assert merged.handoffs[("__start__", "a")].transfers == 16
     assert report(merged).end_to_end.observed.value == pytest.approx(13 / 16)
+    assert merge_snapshots is ledger_merge  # one merge, however it is imported
+
+
+def test_merge_snapshots_combines_every_count_by_key_and_keeps_names() -> None:
+    """Every number and every per-key count combines (sum or max); names and the graph are
+    the first's; a component seen by only one snapshot is taken as it is."""
+    one, two = Ledger("g"), Ledger("g")
+    one.record(NodeOutcome("g", "a", False, 1, True, 0, 2_000_000_000, error_type="KeyError"))
+    one.record(HandoffOutcome("g", "a", "b", "edge", False, 0, 1, error_type="InvalidRoute"))
+    one.record(RouterOutcome("g", "route", "a", True, ("b",), 0, 1))
+    two.record(NodeOutcome("g", "a", False, 1, True, 0, 1_000_000_000, error_type="KeyError"))
+    two.record(NodeOutcome("g", "a", False, 1, True, 0, 1_000_000_000, error_type="ValueError"))
+    two.record(HandoffOutcome("g", "a", "b", "command", True, 0, 1))
+    two.record(RouterOutcome("g", "route", "a", True, ("c",), 0, 1))
+    two.record(NodeOutcome("g", "z", True, 1, True, 0, 1))
+    two.count_internal_error()
+    total = merge_snapshots([one.snapshot(), two.snapshot()])
+    node = total.nodes["a"]
+    assert (node.executions, node.failures, node.attempts) == (3, 3, 3)
+    assert node.duration_s == pytest.approx(4.0)
+    assert dict(node.error_types) == {"KeyError": 2, "ValueError": 1}
+    handoff = total.handoffs[("a", "b")]
+    assert (handoff.source, handoff.target, handoff.transfers, handoff.failures) == ("a", "b", 2, 1)
+    assert dict(handoff.kinds) == {"edge": 1, "command": 1}
+    assert dict(handoff.kind_failures) == {"edge": 1}
+    router = total.routers["route"]
+    assert (router.router, router.source, router.decisions) == ("route", "a", 2)
+    assert dict(router.targets) == {"b": 1, "c": 1}
+    assert total.nodes["z"] == two.snapshot().nodes["z"]
+    assert total.internal_errors == 1 and total.graph == "g"
+    most = merge_snapshots([one.snapshot(), two.snapshot()], "max")
+    assert (most.nodes["a"].executions, most.nodes["a"].duration_s) == (2, 2.0)
+    assert dict(most.nodes["a"].error_types) == {"KeyError": 1, "ValueError": 1}
+    assert most.handoffs[("a", "b")].transfers == 1
+    with pytest.raises(coordgap.ConfigurationError, match="at least one"):
+        merge_snapshots([])
+    with pytest.raises(coordgap.ConfigurationError, match="how='avg'"):
+        merge_snapshots([one.snapshot()] * 2, "avg")  # type: ignore[arg-type]
+
+
+def test_coverage_combines_observations_with_the_ledger_merge() -> None:
+    """Graph coverage's sum and max of two observations are the ledger's merge, read back."""
+    from coordgap._coverage import _Observed
+
+    a = coordgap.instrument(build(0.3), name="g", spans="off", metrics=False)
+    b = coordgap.instrument(build(0.3, seed=5), name="g", spans="off", metrics=False)
+    drive(a, 20)
+    drive(b, 7)
+    sa, sb = coordgap.ledger(a).snapshot(), coordgap.ledger(b).snapshot()
+    for how in ("sum", "max"):
+        combined = _Observed.of(sa).combine(_Observed.of(sb), how)  # type: ignore[arg-type]
+        assert combined == _Observed.of(merge_snapshots([sa, sb], how))  # type: ignore[arg-type]
+    assert _Observed.of(sa).combine(_Observed.of(sb), "sum").runs == 27
+    assert _Observed.of(sa).combine(_Observed.of(sb), "max").runs == 20
 
 
 # -- assert_no_regression ---------------------------------------------------------------------
@@ -317,3 +385,43 @@ def test_per_names_a_handoff_as_the_report_prints_it() -> None:
     assert check.component == "a -> b" and check.threshold == 0.5
     with pytest.raises(coordgap.ConfigurationError, match="no handoff"):
         assert_reliability(app, per={"a -> c": 0.5})
+
+
+def test_update_writes_the_baseline_and_compares_nothing(tmp_path: Any) -> None:
+    """update=True writes the current report (beside other graphs' in the file) and returns
+    None; a Report cannot be updated; the next plain call compares with what was written."""
+    path = tmp_path / "nested" / "b.json"
+    assert assert_no_regression(ledger_with(9, 10, "x"), path, update=True) is None
+    assert load_baseline(path).end_to_end.clean == 9
+    assert assert_no_regression(ledger_with(3, 10, "y"), path, update=True) is None
+    assert load_baseline(path, "x").end_to_end.clean == 9  # kept beside y
+    assert load_baseline(path, "y").end_to_end.clean == 3
+    assert assert_no_regression(ledger_with(8, 10, "x"), path, update=True) is None
+    assert load_baseline(path, "x").end_to_end.clean == 8  # replaced
+    assert not assert_no_regression(ledger_with(8, 10, "x"), path).regressed
+    with pytest.raises(coordgap.ConfigurationError, match="not a Report"):
+        assert_no_regression(ledger_with(1, 1), report(ledger_with(1, 1)), update=True)
+
+
+def test_baselines_check_in_its_mode_and_lists_what_it_wrote(tmp_path: Any) -> None:
+    """Baselines (the coordgap_baselines fixture) compares by default, writes when updating."""
+    path = tmp_path / "b.json"
+    refresh = Baselines(update=True)
+    assert refresh.check(ledger_with(95, 100, "x"), path) is None
+    assert refresh.check(ledger_with(95, 100, "x"), str(path)) is None
+    assert refresh.written == (str(path),)
+    compare = Baselines()
+    result = compare.check(ledger_with(94, 100, "x"), path)
+    assert result is not None and not result.regressed
+    assert compare.written == ()
+    with pytest.raises(coordgap.ReliabilityError, match="regressed"):
+        compare.check(ledger_with(50, 100, "x"), path)
+
+
+@pytest.mark.parametrize("value", [True, "0.9", float("nan"), -0.1, 1.5, None])
+def test_checked_probability_refuses_what_is_not_a_probability(value: object) -> None:
+    """One check of a user's rate: bools, strings, NaN and values outside [0, 1] are refused,
+    with the argument's name and an example in the message."""
+    with pytest.raises(coordgap.ConfigurationError, match=r"^rate=.*a fault rate is a probability in \[0, 1\] \(0.04 for 4 %\)"):
+        checked_probability(value, "rate", noun="a fault rate", example="0.04 for 4 %")
+    assert checked_probability(0, "rate") == 0.0 and checked_probability(1, "rate") == 1.0

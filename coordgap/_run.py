@@ -365,7 +365,9 @@ class Recorder:
         if link is not None and not isinstance(event, RunOutcome):
             outer = link.run
             with guard("linked run", count):
-                outer.recorder.emit(outer, _renamed(event, link.prefix, outer.recorder.graph))
+                outer.recorder.emit(
+                    outer, _renamed(event, link.prefix, outer.recorder.graph, outer.run_id)
+                )
 
     def _track_fault(self, run: Run, event: NodeOutcome | RouterOutcome) -> None:
         """Follow an injected node or router fault to the guard that meets it."""
@@ -701,14 +703,16 @@ def _qualify(name: str, prefix: str) -> str:
     return name if name == sc.UNKNOWN_TARGET else prefix + name
 
 
-def _renamed(event: Event, prefix: str, graph: str) -> Event:
-    """Return an event of a nested graph as the outer graph names it (``caller/inner``)."""
+def _renamed(event: Event, prefix: str, graph: str, run_id: int) -> Event:
+    """Return an event of a nested graph as the outer graph names it (``caller/inner``), in
+    the outer run."""
     if isinstance(event, NodeOutcome):
-        return dataclasses.replace(event, graph=graph, node=prefix + event.node)
+        return dataclasses.replace(event, graph=graph, node=prefix + event.node, run_id=run_id)
     if isinstance(event, HandoffOutcome):
         return dataclasses.replace(
             event,
             graph=graph,
+            run_id=run_id,
             source=_qualify(event.source, prefix),
             target=_qualify(event.target, prefix),
         )
@@ -716,6 +720,7 @@ def _renamed(event: Event, prefix: str, graph: str) -> Event:
         return dataclasses.replace(
             event,
             graph=graph,
+            run_id=run_id,
             router=prefix + event.router,
             source=_qualify(event.source, prefix),
             targets=tuple(_qualify(t, prefix) for t in event.targets),

@@ -34,6 +34,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, TypedDict, TypeVar, overload
 
 from ._ledger import Ledger, LedgerSnapshot, merge_snapshots
+from ._paths import (
+    EventLog,
+    GraphTrajectory,
+    RunPath,
+    Visit,
+    assert_path,
+    assert_visits,
+    graph_trajectory,
+)
 from .errors import ConfigurationError, ReliabilityError
 from .events import Event
 
@@ -55,18 +64,25 @@ if TYPE_CHECKING:
 __all__ = [
     "Baselines",
     "CapturedSpan",
+    "EventLog",
+    "GraphTrajectory",
     "HasLedger",
     "LedgerScope",
     "MetricPoint",
     "ReliabilitySource",
+    "RunPath",
     "StepClock",
     "TelemetryCapture",
     "ThresholdCheck",
+    "Visit",
     "assert_no_regression",
+    "assert_path",
     "assert_reliability",
+    "assert_visits",
     "capture_events",
     "capture_telemetry",
     "checked_probability",
+    "graph_trajectory",
     "load_baseline",
     "merge_snapshots",
     "write_baseline",
@@ -96,11 +112,13 @@ _Graph = TypeVar("_Graph", bound="InstrumentedGraph")
 
 
 @contextmanager
-def capture_events() -> Iterator[list[Event]]:
+def capture_events() -> Iterator[EventLog]:
     """Yield a list that receives every event of the graphs instrumented inside the block.
 
     Events arrive in the order they are emitted (from any thread); after the
-    block ends, the list stops growing.
+    block ends, the list stops growing. ``events.runs`` is the path of each run
+    (:class:`RunPath`: its nodes and handoffs in order), for :func:`assert_path`,
+    :func:`assert_visits` and :func:`graph_trajectory`.
 
     Example::
 
@@ -108,10 +126,11 @@ def capture_events() -> Iterator[list[Event]]:
             app = coordgap.instrument(builder)
             app.invoke({"x": 1})
         assert [type(e).__name__ for e in events][-1] == "RunOutcome"
+        events.runs[-1].route()   # ('retrieve', 'analyze', '__end__')
     """
     from ._instrument import add_observer
 
-    events: list[Event] = []
+    events = EventLog()
     active = True
 
     def sink(event: Event) -> None:

@@ -422,6 +422,9 @@ def test_baselines_check_in_its_mode_and_lists_what_it_wrote(tmp_path: Any) -> N
 def test_checked_probability_refuses_what_is_not_a_probability(value: object) -> None:
     """One check of a user's rate: bools, strings, NaN and values outside [0, 1] are refused,
     with the argument's name and an example in the message."""
-    with pytest.raises(coordgap.ConfigurationError, match=r"^rate=.*a fault rate is a probability in \[0, 1\] \(0.04 for 4 %\)"):
+    with pytest.raises(
+        coordgap.ConfigurationError,
+        match=r"^rate=.*a fault rate is a probability in \[0, 1\] \(0.04 for 4 %\)",
+    ):
         checked_probability(value, "rate", noun="a fault rate", example="0.04 for 4 %")
     assert checked_probability(0, "rate") == 0.0 and checked_probability(1, "rate") == 1.0

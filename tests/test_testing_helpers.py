@@ -428,3 +428,27 @@ def test_checked_probability_refuses_what_is_not_a_probability(value: object) ->
     ):
         checked_probability(value, "rate", noun="a fault rate", example="0.04 for 4 %")
     assert checked_probability(0, "rate") == 0.0 and checked_probability(1, "rate") == 1.0
+
+
+def test_every_rate_argument_goes_through_the_one_check() -> None:
+    """coordgap.testing re-exports the bottom layer's one check of a rate; the assertions,
+    the audit and fault injection refuse with its message, each naming its kind of value."""
+    from coordgap import _checks
+
+    assert checked_probability is _checks.checked_probability
+    refused = {
+        "threshold": lambda: assert_reliability(ledger_with(9, 10), end_to_end=90),
+        "audit": lambda: coordgap.audit(build(0.0), nodes=1.5),
+        "fault": lambda: faults.inject(build(0.0), nodes=True),
+    }
+    said = {}
+    for what, call in refused.items():
+        with pytest.raises(coordgap.ConfigurationError) as info:
+            call()
+        said[what] = str(info.value)
+    assert said == {
+        "threshold": "end_to_end=90: a reliability threshold is a probability in [0, 1] "
+        "(0.9 for 90 %).",
+        "audit": "nodes=1.5: a reliability is a probability in [0, 1] (0.9 for 90 %).",
+        "fault": "nodes=True: a fault rate is a probability in [0, 1] (0.04 for 4 %).",
+    }

@@ -291,22 +291,6 @@ def test_merge_snapshots_combines_every_count_by_key_and_keeps_names() -> None:
         merge_snapshots([one.snapshot()] * 2, "avg")  # type: ignore[arg-type]
 
 
-def test_coverage_combines_observations_with_the_ledger_merge() -> None:
-    """Graph coverage's sum and max of two observations are the ledger's merge, read back."""
-    from coordgap._coverage import _Observed
-
-    a = coordgap.instrument(build(0.3), name="g", spans="off", metrics=False)
-    b = coordgap.instrument(build(0.3, seed=5), name="g", spans="off", metrics=False)
-    drive(a, 20)
-    drive(b, 7)
-    sa, sb = coordgap.ledger(a).snapshot(), coordgap.ledger(b).snapshot()
-    for how in ("sum", "max"):
-        combined = _Observed.of(sa).combine(_Observed.of(sb), how)  # type: ignore[arg-type]
-        assert combined == _Observed.of(merge_snapshots([sa, sb], how))  # type: ignore[arg-type]
-    assert _Observed.of(sa).combine(_Observed.of(sb), "sum").runs == 27
-    assert _Observed.of(sa).combine(_Observed.of(sb), "max").runs == 20
-
-
 # -- assert_no_regression ---------------------------------------------------------------------
 
 

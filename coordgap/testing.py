@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, TypedDict, TypeVar, overload
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypedDict, TypeVar, overload
 
 from ._checks import checked_probability
-from ._ledger import Ledger, LedgerSnapshot, merge_snapshots
+from ._ledger import HasLedger, Ledger, LedgerSnapshot, merge_snapshots
 from .errors import ConfigurationError, ReliabilityError
 from .events import Event
 
@@ -77,14 +77,6 @@ BASELINES_SCHEMA = "coordgap.baselines/1"
 """Schema tag of a baseline file holding reports of several graphs (one per graph name)."""
 
 Verdict = Literal["pass", "fail", "undecided"]
-
-
-class HasLedger(Protocol):
-    """Anything that carries a coordgap ledger: an instrumented graph, a :class:`LedgerScope`."""
-
-    @property
-    def coordgap_ledger(self) -> Ledger | None:
-        """The ledger its runs are counted in."""
 
 
 ReliabilitySource: TypeAlias = "Report | Ledger | LedgerSnapshot | HasLedger"

@@ -436,3 +436,17 @@ def test_every_rate_argument_goes_through_the_one_check() -> None:
         "audit": "nodes=1.5: a reliability is a probability in [0, 1] (0.9 for 90 %).",
         "fault": "nodes=True: a fault rate is a probability in [0, 1] (0.04 for 4 %).",
     }
+
+
+def test_has_ledger_is_defined_below_the_report_and_re_exported() -> None:
+    """coordgap.report() is typed with the ledger layer's HasLedger; testing re-exports it,
+    and an instrumented graph and a LedgerScope both carry a ledger the report reads."""
+    import coordgap.testing as testing
+    from coordgap import _ledger
+
+    assert testing.HasLedger is _ledger.HasLedger
+    app = coordgap.instrument(build(), name="typed", spans="off", metrics=False)
+    drive(app, 3)
+    with testing.LedgerScope() as scope:
+        scope.track(app, reset=False)
+        assert report(scope).end_to_end.runs == report(app).end_to_end.runs == 3

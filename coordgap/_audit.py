@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._chain import Chain, Diverged, Edge, Group, State, sccs_in_topological_order
+from ._checks import checked_probability
 from ._predict import flat_chain, param_key
 from ._report import _NO_DATA, EndToEnd, Report, _assemble, _Draft, _params
-from ._stats import probability
 from .errors import ConfigurationError
 from .semconv import END, START
 from .topology import Topology, handoff_name, handoff_pair
@@ -83,7 +83,7 @@ def audit(
         print(f"{rep.naive:.3f} {rep.predicted:.3f} {rep.gap:.3f}")  # 0.867 0.791 0.076
     """
     topo = _topology(graph, name)
-    probability(default, "default")
+    checked_probability(default, "default", noun="a reliability")
     notes: list[str] = []
     containers = set(topo.subgraphs)
     node_names = list(topo.nodes)
@@ -276,7 +276,7 @@ def _rates(
     if given is None:
         return dict.fromkeys(known, default)
     if not isinstance(given, Mapping):
-        rate = probability(given, what)
+        rate = checked_probability(given, what, noun="a reliability")
         return dict.fromkeys(known, rate)
     out = dict.fromkeys(known, default)
     for key, x in given.items():
@@ -286,7 +286,7 @@ def _rates(
             raise ConfigurationError(
                 f"{what} names {_show(k)!r}, which the graph does not have; it has: {shown}"
             )
-        out[k] = probability(x, f"{what}[{_show(k)!r}]")
+        out[k] = checked_probability(x, f"{what}[{_show(k)!r}]", noun="a reliability")
     return out
 
 
@@ -311,7 +311,9 @@ def _branch_probabilities(
                 f"branches names {_show(pair)!r}, which is not an edge of the graph; edges: "
                 + ", ".join(_show(p) for p in pairs)
             )
-        given[pair] = probability(x, f"branches[{_show(pair)!r}]")
+        given[pair] = checked_probability(
+            x, f"branches[{_show(pair)!r}]", noun="a branch probability", example="0.3 for 30 %"
+        )
     out: dict[tuple[str, str], float] = {}
     choices: dict[str, list[tuple[str, str]]] = {}
     for pair, kinds in pairs.items():

@@ -34,16 +34,11 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from ._ledger import (
-    HandoffStats,
     Ledger,
     LedgerSnapshot,
-    NodeStats,
-    RouterStats,
-    RunStats,
-    merge_snapshots,
 )
 from .errors import ConfigurationError
 from .semconv import END, ERROR_INVALID_ROUTE, ERROR_UNDELIVERED, START, UNKNOWN_TARGET
@@ -438,7 +433,7 @@ def _kind_declared(kind: str, declared: tuple[str, ...]) -> bool:
     return kind == "send" and "conditional" in declared
 
 
-# -- observations: the part of a snapshot coverage reads (mergeable) ---------------------
+# -- observations: the part of a snapshot coverage reads ----------------------------------
 
 
 @dataclass(slots=True)
@@ -460,7 +455,7 @@ class _Router:
 
 @dataclass(slots=True)
 class _Observed:
-    """What happened, in a form two snapshots can be combined in (sum or max)."""
+    """What happened: the counts of a snapshot that coverage reads."""
 
     graph: str
     topology: Topology | None
@@ -483,45 +478,6 @@ class _Observed:
                 r.source, r.decisions, r.failures, dict(r.targets), dict(r.error_types)
             )
         return obs
-
-    def combine(self, other: _Observed, how: Literal["sum", "max"]) -> _Observed:
-        """Return self and other combined: ``sum`` (two ledgers), ``max`` (two moments of one).
-
-        The counts combine by the ledger's one rule (:func:`coordgap._ledger.merge_snapshots`).
-        """
-        merged = merge_snapshots([self._as_snapshot(), other._as_snapshot()], how)
-        return _Observed.of(merged)
-
-    def _as_snapshot(self) -> LedgerSnapshot:
-        """Return the snapshot these observations stand for (``of`` reads it back unchanged)."""
-        return LedgerSnapshot(
-            graph=self.graph,
-            nodes={name: NodeStats(executions=n, attempts=n) for name, n in self.nodes.items()},
-            handoffs={
-                key: HandoffStats(
-                    key[0],
-                    key[1],
-                    transfers=h.transfers,
-                    failures=h.failures,
-                    kinds=h.kinds,
-                    error_types=h.error_types,
-                )
-                for key, h in self.handoffs.items()
-            },
-            routers={
-                name: RouterStats(
-                    name,
-                    r.source,
-                    decisions=r.decisions,
-                    failures=r.failures,
-                    targets=r.targets,
-                    error_types=r.error_types,
-                )
-                for name, r in self.routers.items()
-            },
-            runs=RunStats(runs=self.runs),
-            topology=self.topology,
-        )
 
 
 # -- building -------------------------------------------------------------------------------

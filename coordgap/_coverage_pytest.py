@@ -19,12 +19,13 @@ reports its own graphs); graphs are told apart by name and declared topology.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from ._coverage import Coverage, _coverage_of, _Observed
-from ._ledger import _LEDGERS, Ledger
+from ._coverage import Coverage, coverage
+from ._ledger import _LEDGERS, Ledger, LedgerSnapshot, merge_snapshots
 from .topology import Topology
 
 __all__ = ["CoveragePlugin", "addoption", "configure", "total_of"]
@@ -45,9 +46,10 @@ class _Collector:
 
     Ledgers are held strongly (a ledger is a few dictionaries; it does not keep
     its graph alive), because a graph built inside a test is gone by the time
-    the session ends. :meth:`checkpoint` folds the current counts in with
-    ``max``, so counts that a later ``Ledger.reset()`` zeroes still count as
-    exercised.
+    the session ends. :meth:`checkpoint` folds each ledger's current snapshot
+    into the last with ``max`` (:func:`coordgap._ledger.merge_snapshots`), so
+    counts that a later ``Ledger.reset()`` zeroes still count as exercised;
+    :meth:`stop` sums the ledgers of one graph and reads coverage off the total.
     """
 
     def __init__(self) -> None:
@@ -56,7 +58,7 @@ class _Collector:
         self._lock = threading.Lock()
         self.active = False
         self._ledgers: dict[int, Ledger] = {}
-        self._counts: dict[int, _Observed] = {}
+        self._counts: dict[int, LedgerSnapshot] = {}
         self._remove: Any = None
 
     def start(self) -> None:
@@ -82,10 +84,10 @@ class _Collector:
         with self._lock:
             ledgers = list(self._ledgers.items())
         for key, ledger in ledgers:
-            obs = _Observed.of(ledger.snapshot())
+            snap = ledger.snapshot()
             with self._lock:
                 old = self._counts.get(key)
-                self._counts[key] = obs if old is None else old.combine(obs, "max")
+                self._counts[key] = snap if old is None else merge_snapshots([old, snap], "max")
 
     def stop(self) -> list[Coverage]:
         """Return one Coverage per distinct graph (name and topology), and forget everything."""
@@ -98,17 +100,17 @@ class _Collector:
             self.active = False
             self._ledgers.clear()
             self._counts.clear()
-        groups: dict[tuple[str, Topology | None], _Observed] = {}
-        for obs in seen:
-            key = (obs.graph, obs.topology)
-            groups[key] = obs if key not in groups else groups[key].combine(obs, "sum")
+        groups: dict[tuple[str, Topology | None], list[LedgerSnapshot]] = {}
+        for snap in seen:
+            groups.setdefault((snap.graph, snap.topology), []).append(snap)
         out: list[Coverage] = []
         names: dict[str, int] = {}
-        for (graph, _topo), obs in sorted(groups.items(), key=lambda kv: kv[0][0]):
+        for (graph, _topo), snaps in sorted(groups.items(), key=lambda kv: kv[0][0]):
+            cov = coverage(merge_snapshots(snaps, "sum"))
             names[graph] = names.get(graph, 0) + 1
             if names[graph] > 1:  # two different graphs under one name
-                obs.graph = f"{graph} #{names[graph]}"
-            out.append(_coverage_of(obs))
+                cov = dataclasses.replace(cov, graph=f"{graph} #{names[graph]}")
+            out.append(cov)
         return out
 
 
@@ -207,31 +209,38 @@ class CoveragePlugin:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .render import text_table
+
         tr = terminalreporter
         coverages = self.coverages or []
         tr.write_sep("-", "coordgap graph coverage")
         if not coverages:
             tr.write_line("no graph was instrumented with coordgap during this session")
-        width = max([len(c.graph) for c in coverages] + [5])
-        tr.write_line(
-            f"{'graph':<{width}}  {'runs':>6}  {'nodes':>7}  {'edges':>7}  {'routes':>7}"
-            f"  {'cover':>6}  {'drift':>5}  missing"
-        )
+        rows = []
         for c in coverages:
             n, e, r = c.node_coverage, c.edge_coverage, c.router_target_coverage
             missing = [*c.missed_nodes, *(m.label for m in c.missed_edges)]
             shown = ", ".join(missing[:4]) + (
                 f", +{len(missing) - 4} more" if len(missing) > 4 else ""
             )
-            tr.write_line(
-                f"{c.graph:<{width}}  {c.runs:>6}  {n.covered:>3}/{n.total:<3}  "
-                f"{e.covered:>3}/{e.total:<3}  {r.covered:>3}/{r.total:<3}  "
-                f"{c.percent:>5.1f}%  {len(c.drift):>5}  {shown}"
+            rows.append(
+                [
+                    c.graph,
+                    str(c.runs),
+                    f"{n.covered}/{n.total}",
+                    f"{e.covered}/{e.total}",
+                    f"{r.covered}/{r.total}",
+                    f"{c.percent:.1f}%",
+                    str(len(c.drift)),
+                    shown,
+                ]
             )
+        header = ["graph", "runs", "nodes", "edges", "routes", "cover", "drift", "missing"]
+        right = [False, True, True, True, True, True, True, False]
+        for line in text_table(header, rows, right):
+            tr.write_line(line)
         covered, total, percent = total_of(coverages)
-        tr.write_line(
-            f"{'TOTAL':<{width}}  {covered}/{total} declared nodes and edges: {percent:.1f}%"
-        )
+        tr.write_line(f"TOTAL  {covered}/{total} declared nodes and edges: {percent:.1f}%")
         for c in coverages:
             for d in c.drift:
                 tr.write_line(

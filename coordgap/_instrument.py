@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["InstrumentedGraph", "instrument", "ledger", "uninstrument"]
 
 SpanMode = Literal["all", "failures", "off"]
+Instrumentable: TypeAlias = (
+    "lg.StateGraph[Any, Any, Any, Any] | lg.CompiledStateGraph[Any, Any, Any, Any]"
+)
+"""What instrument() takes and uninstrument() gives back: a builder or a compiled graph."""
 _SPAN_MODES = ("all", "failures", "off")
 
 
@@ -80,7 +84,7 @@ class InstrumentedGraph(lg.CompiledStateGraph):  # type: ignore[type-arg]
 class _State:
     """What instrument() built for one graph, kept on the instrumented graph."""
 
-    def __init__(self, recorder: Recorder, ledger: Ledger, bare: Any) -> None:
+    def __init__(self, recorder: Recorder, ledger: Ledger, bare: Instrumentable) -> None:
         self.recorder = recorder
         self.ledger = ledger
         self.bare = bare
@@ -139,7 +143,7 @@ def _capture_option(value: object) -> Capture | None:
 
 
 def instrument(
-    graph: lg.StateGraph[Any, Any, Any, Any] | lg.CompiledStateGraph[Any, Any, Any, Any],
+    graph: Instrumentable,
     *,
     name: str | None = None,
     contracts: Mapping[str, Contract] | None = None,
@@ -553,7 +557,7 @@ def _build_subgraph(
     )
 
 
-def _state_of(graph: Any) -> _State:
+def _state_of(graph: object) -> _State:
     state = getattr(graph, "coordgap_state", None)
     if not isinstance(state, _State):
         raise ConfigurationError(
@@ -563,7 +567,7 @@ def _state_of(graph: Any) -> _State:
     return state
 
 
-def ledger(graph: Any) -> Ledger:
+def ledger(graph: InstrumentedGraph | Ledger) -> Ledger:
     """Return the ledger of an instrumented graph (or pass a Ledger through).
 
     Example::
@@ -575,7 +579,7 @@ def ledger(graph: Any) -> Ledger:
     return _state_of(graph).ledger
 
 
-def uninstrument(graph: Any) -> Any:
+def uninstrument(graph: InstrumentedGraph) -> Instrumentable:
     """Return what was instrumented (the builder or the compiled graph), untouched.
 
     Example::

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from .errors import ConfigurationError
 from .events import Event, HandoffOutcome, NodeOutcome, RouterOutcome, RunOutcome
@@ -31,6 +31,7 @@ from .topology import Topology
 
 __all__ = [
     "HandoffStats",
+    "HasLedger",
     "Ledger",
     "LedgerSnapshot",
     "NodeStats",
@@ -653,6 +654,18 @@ class Ledger:
 
     def __repr__(self) -> str:
         return f"<coordgap.Ledger graph={self.graph!r}>"
+
+
+class HasLedger(Protocol):
+    """Anything that carries a coordgap ledger: an instrumented graph, a ``LedgerScope``.
+
+    What ``coordgap.report()`` and the assertions read a ledger from, besides a
+    :class:`Ledger` or a :class:`LedgerSnapshot` themselves.
+    """
+
+    @property
+    def coordgap_ledger(self) -> Ledger | None:
+        """The ledger its runs are counted in (None: a subgraph copy, counted by its parent)."""
 
 
 def _reinit_locks_after_fork() -> None:

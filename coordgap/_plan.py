@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._chain import Chain
+from ._checks import checked_probability
 from ._predict import Param, chain_of, log_variance_of, param_key, params_of
-from ._stats import Estimate, log_variance, probability
+from ._stats import Estimate, log_variance
 from ._stats import z as _z
 from .errors import ConfigurationError
 from .topology import handoff_name, handoff_pair, path_of
@@ -229,7 +230,7 @@ def _alternative(
 ) -> float:
     """Return r_alt: a number, or the product of the alternative path's nodes and handoffs."""
     if isinstance(alt, int | float) and not isinstance(alt, bool):
-        probability(alt, f"fallback for {_label(c)}")
+        checked_probability(alt, f"fallback for {_label(c)}", noun="a reliability")
         return float(alt)
     path = path_of(alt, stacklevel=5)
     if c.kind == "handoff":

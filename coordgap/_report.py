@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from . import _chain
 from ._chain import Chain
-from ._ledger import Ledger, LedgerSnapshot
+from ._ledger import HasLedger, Ledger, LedgerSnapshot
 from ._predict import (
     Param,
     Prediction,
@@ -538,7 +538,7 @@ class Comparison:
 
 
 def report(
-    source: object,
+    source: HasLedger | Ledger | LedgerSnapshot,
     *,
     confidence: float = 0.95,
     visits: Literal["flow", "raw"] = "flow",
@@ -575,8 +575,9 @@ def report(
     return _from_snapshot(snap, confidence=confidence, visits_method=visits)
 
 
-def _ledger_for(source: object) -> Ledger:
-    ledger = getattr(source, "coordgap_ledger", None)  # an instrumented graph's
+def _ledger_for(source: HasLedger) -> Ledger:
+    # getattr: an untyped caller may pass anything; say what to pass instead
+    ledger = getattr(source, "coordgap_ledger", None)
     if isinstance(ledger, Ledger):
         return ledger
     raise ConfigurationError(

@@ -18,27 +18,10 @@ __all__ = [
     "jeffreys",
     "log_variance",
     "newcombe",
-    "probability",
     "proportion_variance",
     "wilson_interval",
     "z",
 ]
-
-
-def probability(value: object, what: str, meaning: str = "a reliability") -> float:
-    """Return ``value`` as a float when it is a number in [0, 1]; else a ConfigurationError
-    naming ``what`` (the argument) and what the number means.
-
-    Example::
-
-        >>> probability(0.97, "nodes['analyze']")
-        0.97
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ConfigurationError(
-            f"{what}={value!r}: {meaning} is a number between 0 and 1 (0.97 for 97 %)."
-        )
-    return float(value)
 
 
 def z(confidence: float) -> float:
@@ -60,11 +43,13 @@ def z(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
     """Return the Wilson score interval for a binomial proportion.
 
     Wilson keeps its stated coverage near 0 and 1, where reliabilities live and
-    where the textbook (Wald) interval collapses to a point.
+    where the textbook (Wald) interval collapses to a point. The counts may be
+    fractional (``0 <= successes <= n``): the bounds are smooth in them, so the
+    interval at a rate ``p`` after ``m`` runs is ``wilson_interval(p * m, m)``.
 
     Example::
 
@@ -122,7 +107,7 @@ def log_variance(successes: float, n: float) -> float:
     Example::
 
         >>> round(log_variance(99, 100), 6)
-        0.000149
+        0.000151
     """
     if n <= 0:
         return 0.0
@@ -136,7 +121,7 @@ def proportion_variance(successes: float, n: float) -> float:
     Example::
 
         >>> round(proportion_variance(99, 100), 6)
-        0.000147
+        0.000146
     """
     if n <= 0:
         return 0.0

@@ -50,7 +50,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from . import _compat as lg
 from . import semconv as sc
-from ._stats import probability
+from ._checks import checked_probability
 from .errors import ConfigurationError
 from .topology import parse_handoff
 
@@ -333,7 +333,7 @@ def _without(value: Any, drop: set[str] | frozenset[str] | None) -> Any:
 
 
 def _rate(value: Any, what: str) -> float:
-    return probability(value, what, "a fault rate")
+    return checked_probability(value, what, noun="a fault rate", example="0.04 for 4 %")
 
 
 def _check_name(name: Any, known: Iterable[str], what: str) -> None:

@@ -31,9 +31,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, TypedDict, TypeVar, overload
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypedDict, TypeVar, overload
 
-from ._ledger import Ledger, LedgerSnapshot, merge_snapshots
+from ._checks import checked_probability
+from ._ledger import HasLedger, Ledger, LedgerSnapshot, merge_snapshots
 from ._paths import (
     EventLog,
     GraphTrajectory,
@@ -92,14 +93,6 @@ BASELINES_SCHEMA = "coordgap.baselines/1"
 """Schema tag of a baseline file holding reports of several graphs (one per graph name)."""
 
 Verdict = Literal["pass", "fail", "undecided"]
-
-
-class HasLedger(Protocol):
-    """Anything that carries a coordgap ledger: an instrumented graph, a :class:`LedgerScope`."""
-
-    @property
-    def coordgap_ledger(self) -> Ledger | None:
-        """The ledger its runs are counted in."""
 
 
 ReliabilitySource: TypeAlias = "Report | Ledger | LedgerSnapshot | HasLedger"
@@ -565,40 +558,6 @@ def capture_telemetry(*, clock: StepClock | None = None) -> Iterator[TelemetryCa
 # -- thresholds ------------------------------------------------------------------------------------
 
 
-def checked_probability(
-    value: object,
-    what: str,
-    *,
-    noun: str = "a reliability threshold",
-    example: str = "0.9 for 90 %",
-) -> float:
-    """Return ``value`` as a float when it is a probability in [0, 1]; else raise.
-
-    The one check of a rate, threshold or reliability a user gives: a bool, a
-    non-number, NaN or a value outside [0, 1] raises a ConfigurationError naming the
-    argument (``what``), what it is (``noun``) and an ``example`` of a valid value.
-    It depends on nothing but ``ConfigurationError``, so any module can use it.
-
-    Example::
-
-        >>> checked_probability(0.97, "handoffs")
-        0.97
-        >>> checked_probability(4, "rate", noun="a fault rate", example="0.04 for 4 %")
-        Traceback (most recent call last):
-        ...
-        coordgap.errors.ConfigurationError: rate=4: a fault rate is a probability in [0, 1] (0.04 for 4 %).
-    """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0.0 <= value <= 1.0  # NaN fails this too
-    ):
-        raise ConfigurationError(
-            f"{what}={value!r}: {noun} is a probability in [0, 1] ({example})."
-        )
-    return float(value)
-
-
 @dataclass(frozen=True, slots=True)
 class ThresholdCheck:
     """One threshold checked against one component (or the end to end) of one graph.
@@ -669,6 +628,8 @@ def _pct(confidence: float) -> str:
 
 def _more_needed(successes: int, n: int, threshold: float, confidence: float) -> int | None:
     """Return how many more observations, at the observed rate, would decide the threshold."""
+    from ._stats import wilson_interval
+
     if n <= 0:
         return None
     p = successes / n
@@ -677,7 +638,9 @@ def _more_needed(successes: int, n: int, threshold: float, confidence: float) ->
     above = p > threshold
 
     def decided(m: int) -> bool:
-        low, high = _interval_at_rate(p, m, confidence)
+        # p·m successes, not rounded to a count: rounding moves the bounds by about 1/m
+        # from one m to the next, more than they move, and the search lands tens of runs off
+        low, high = wilson_interval(p * m, m, confidence)
         return low >= threshold if above else high < threshold
 
     hi = max(n, 1)
@@ -693,25 +656,6 @@ def _more_needed(successes: int, n: int, threshold: float, confidence: float) ->
         else:
             lo = mid
     return max(1, hi - n)
-
-
-def _interval_at_rate(p: float, m: int, confidence: float) -> tuple[float, float]:
-    """Return the Wilson interval of m observations at rate p, successes p·m not rounded.
-
-    Rounding p·m to a count makes the bounds jump by about 1/m from one m to the next,
-    more than they move, and the search for "how many more runs" would land anywhere in
-    a band of tens of runs; the bounds are smooth in the count, so the two counts around
-    p·m are interpolated (exact to about 1/m²).
-    """
-    from ._stats import wilson_interval
-
-    below = math.floor(p * m)
-    weight = p * m - below
-    low0, high0 = wilson_interval(below, m, confidence)
-    if weight == 0.0:
-        return low0, high0
-    low1, high1 = wilson_interval(below + 1, m, confidence)
-    return low0 + weight * (low1 - low0), high0 + weight * (high1 - high0)
 
 
 def _threshold(value: float | None, what: str) -> float | None:

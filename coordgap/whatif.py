@@ -53,6 +53,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._checks import checked_probability
 from ._plan import (
     INDEPENDENCE,
     NO_DATA,
@@ -71,7 +72,7 @@ from ._plan import (
 )
 from ._predict import Param
 from ._report import ComponentReport, EndToEnd, Report, _assemble, _Draft
-from ._stats import Estimate, probability
+from ._stats import Estimate
 from .errors import ConfigurationError
 
 __all__ = [
@@ -287,7 +288,7 @@ def what_if(
     extra: dict[str, float] = {}  # reliabilities of components only on fallback paths
     overridden: dict[str, float] = {}
     for ref, value in (reliability or {}).items():
-        probability(value, f"reliability[{ref!r}]")
+        checked_probability(value, f"reliability[{ref!r}]", noun="a reliability")
         try:
             c = _component(rep, ref)
         except ConfigurationError:

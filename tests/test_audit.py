@@ -116,7 +116,9 @@ def test_unknown_names_and_bad_values_are_configuration_errors() -> None:
         audit(RESEARCH, nodes={"analyse": 0.9})
     with pytest.raises(ConfigurationError, match="retrieve -> synthesize"):
         audit(RESEARCH, handoffs={"retrieve->synthesize": 0.9})
-    with pytest.raises(ConfigurationError, match="between 0 and 1"):
+    with pytest.raises(
+        ConfigurationError, match=r"^nodes=1.2: a reliability is a probability in \[0, 1\]"
+    ):
         audit(RESEARCH, nodes=1.2)
     with pytest.raises(ConfigurationError, match="source -> target"):
         audit(RESEARCH, handoffs={"retrieve": 0.9})

@@ -36,11 +36,15 @@ def scaling() -> ModuleType:
 def test_overhead_table_has_every_scenario_and_variant(
     overhead: ModuleType, tmp_path: Path
 ) -> None:
-    tiny = overhead.Profile("tiny", rounds=1, per_round=dict.fromkeys(overhead.SCENARIOS, 2),
-                            warmup=1)
+    tiny = overhead.Profile(
+        "tiny", rounds=1, per_round=dict.fromkeys(overhead.SCENARIOS, 2), warmup=1
+    )
     tables = overhead.run_benchmark(tiny)
     expected = [
-        overhead.BARE, *overhead.COORDGAP_VARIANTS, overhead.NAIVE, *overhead.installed_peers()
+        overhead.BARE,
+        *overhead.COORDGAP_VARIANTS,
+        overhead.NAIVE,
+        *overhead.installed_peers(),
     ]
     assert [t.scenario for t in tables] == list(overhead.SCENARIOS)
     for table in tables:
@@ -82,8 +86,9 @@ def test_docs_page_is_generated_with_machine_and_command(
 
 
 def test_scaling_reports_every_concurrency_and_a_flat_ledger(scaling: ModuleType) -> None:
-    tiny = scaling.ScalingProfile("tiny", invokes_per_thread_total=4, rounds=1, async_batches=1,
-                                  ledger_runs=2_000)
+    tiny = scaling.ScalingProfile(
+        "tiny", invokes_per_thread_total=4, rounds=1, async_batches=1, ledger_runs=2_000
+    )
     rows = scaling.measure_throughput(tiny, threads=(1, 2), concurrent=4)
     assert [r.label for r in rows] == ["1 thread", "2 threads", "4 concurrent ainvoke"]
     assert all(r.bare > 0 and r.coordgap > 0 for r in rows)

@@ -130,7 +130,12 @@ def test_raise_mode_raises_contract_violation_naming_handoff_and_fields() -> Non
         app.invoke({"n": 0})
     err = info.value
     assert isinstance(err, ValueError)
-    assert (err.source, err.node, err.contract, err.fields) == ("write", "read", "HasAnswer", ("answer",))
+    assert (err.source, err.node, err.contract, err.fields) == (
+        "write",
+        "read",
+        "HasAnswer",
+        ("answer",),
+    )
     assert "'write' -> 'read'" in str(err) and "answer (string_type)" in str(err)
 
 
@@ -159,12 +164,18 @@ def test_send_payload_is_checked_against_requires() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(values=st.lists(st.one_of(st.text(max_size=5), st.integers(), st.none()), min_size=1, max_size=8))
+@given(
+    values=st.lists(
+        st.one_of(st.text(max_size=5), st.integers(), st.none()), min_size=1, max_size=8
+    )
+)
 def test_contract_failures_count_exactly_the_bad_values(values: list[Any]) -> None:
     """Over any sequence of values, failed handoffs equal the values that are not strings."""
     app = coordgap.instrument(
-        answering_from_input(), contracts={"read": coordgap.Contract(requires=HasAnswer)},
-        spans="off", metrics=False,
+        answering_from_input(),
+        contracts={"read": coordgap.Contract(requires=HasAnswer)},
+        spans="off",
+        metrics=False,
     )
     for v in values:
         app.invoke({"n": 0, "answer": v})  # type: ignore[typeddict-item]

@@ -14,8 +14,8 @@ from langgraph.types import Command
 
 import coordgap
 from coordgap._coverage import Coverage, coverage
-from coordgap._coverage_pytest import _COLLECTOR
-from coordgap._ledger import LedgerSnapshot
+from coordgap._coverage_pytest import _COLLECTOR, _Collector
+from coordgap._ledger import LedgerSnapshot, merge_snapshots
 from coordgap.errors import ConfigurationError
 
 
@@ -243,6 +243,25 @@ def test_collector_keeps_graphs_that_died_and_counts_that_were_reset() -> None:
     # After stop, new ledgers are not collected.
     coordgap.instrument(research_agent(), name="collected")
     assert _COLLECTOR.stop() == []
+
+
+def test_collector_reads_coverage_once_off_the_merged_snapshots() -> None:
+    """The collector keeps snapshots (max over the moments of one ledger, sum over the
+    ledgers of one graph) and builds coverage once: coverage() of their merge."""
+    collector = _Collector()  # a collector of its own: the session's may be running
+    collector.start()
+    try:
+        a = run(research_agent(), runs=2, name="merged")
+        collector.checkpoint()
+        a.invoke({"run": 2})
+        b = run(research_agent(fallback_every=1), runs=1, name="merged")
+        expected = coverage(
+            merge_snapshots([coordgap.ledger(a).snapshot(), coordgap.ledger(b).snapshot()])
+        )
+    finally:
+        found = collector.stop()
+    assert [c for c in found if c.graph == "merged"] == [expected]
+    assert expected.runs == 4 and expected.missed_edges == ()
 
 
 def test_a_report_without_its_snapshot_is_a_configuration_error() -> None:

@@ -169,9 +169,7 @@ def test_error_handler_recovers_what_no_retry_saved(path: str) -> None:
     assert (fd.injected, dict(fd.met)) == (injected, {g: want[g] for g in fd.met})
     if path == "events":
         assert seen  # the events path was the one taken
-    assert fd.recovered.value == pytest.approx(
-        (want["retry"] + want["error_handler"]) / injected
-    )
+    assert fd.recovered.value == pytest.approx((want["retry"] + want["error_handler"]) / injected)
 
 
 def test_a_corrupted_handoff_no_contract_checks_is_unnoticed() -> None:

@@ -380,8 +380,8 @@ def test_send_payloads_are_corrupted_and_workers_fault() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"nodes": {"a": 1.5}}, "between 0 and 1"),
-        ({"nodes": {"a": -0.1}}, "between 0 and 1"),
+        ({"nodes": {"a": 1.5}}, r"^nodes\['a'\]=1.5: a fault rate is a probability in \[0, 1\]"),
+        ({"nodes": {"a": -0.1}}, r"a fault rate is a probability in \[0, 1\] \(0.04 for 4 %\)"),
         ({"nodes": {"aa": 0.1}}, "Did you mean 'a'"),
         ({"routers": {"nope": 0.1}}, "no 'nope'"),
         ({"handoffs": {("a", END): 0.1}}, "END"),

@@ -58,16 +58,29 @@ def _counts(app: Any) -> dict[str, Any]:
 
 
 @settings(max_examples=15, deadline=None)
-@given(loops=st.integers(1, 6), fan=st.integers(0, 3), runs=st.integers(1, 3),
-       mode=st.sampled_from(["off", "failures", "all"]))
+@given(
+    loops=st.integers(1, 6),
+    fan=st.integers(0, 3),
+    runs=st.integers(1, 3),
+    mode=st.sampled_from(["off", "failures", "all"]),
+)
 def test_fast_path_counts_equal_event_path(loops: int, fan: int, runs: int, mode: str) -> None:
     """Without sinks the probes count through Ledger.node_ok & co; with one, through events."""
     contracts = {"work": coordgap.Contract(requires=HasI)}
-    fast = coordgap.instrument(_builder(loops, fan), spans=mode, metrics=False,  # type: ignore[arg-type]
-                               contracts=contracts)
+    fast = coordgap.instrument(
+        _builder(loops, fan),
+        spans=mode,
+        metrics=False,  # type: ignore[arg-type]
+        contracts=contracts,
+    )
     seen: list[Any] = []
-    slow = coordgap.instrument(_builder(loops, fan), spans=mode, metrics=False,  # type: ignore[arg-type]
-                               contracts=contracts, sinks=[seen.append])
+    slow = coordgap.instrument(
+        _builder(loops, fan),
+        spans=mode,
+        metrics=False,  # type: ignore[arg-type]
+        contracts=contracts,
+        sinks=[seen.append],
+    )
     for app in (fast, slow):
         for _ in range(runs):
             try:
@@ -81,9 +94,7 @@ def test_fast_path_counts_equal_event_path(loops: int, fan: int, runs: int, mode
 def test_queued_durations_reach_every_reader_once() -> None:
     readers = [InMemoryMetricReader(), InMemoryMetricReader()]
     provider = MeterProvider(metric_readers=readers)
-    app = coordgap.instrument(
-        _builder(3, 0), spans="off", meter_provider=provider, durations=True
-    )
+    app = coordgap.instrument(_builder(3, 0), spans="off", meter_provider=provider, durations=True)
     for _ in range(5):
         app.invoke({"i": 0, "out": []})
 

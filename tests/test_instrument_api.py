@@ -33,9 +33,13 @@ class M(BaseModel):
         ({"name": ""}, "non-empty string"),
     ],
 )
-def test_bad_options_fail_at_instrument_time_with_the_fix(kwargs: dict[str, Any], message: str) -> None:
+def test_bad_options_fail_at_instrument_time_with_the_fix(
+    kwargs: dict[str, Any], message: str
+) -> None:
     """Each bad option raises ConfigurationError (a ValueError) that names the problem."""
-    with pytest.raises(coordgap.ConfigurationError, match=message if "Did you" in message else re.escape(message)):
+    with pytest.raises(
+        coordgap.ConfigurationError, match=message if "Did you" in message else re.escape(message)
+    ):
         coordgap.instrument(linear(3), **kwargs)
 
 
@@ -75,9 +79,11 @@ def test_compiled_graph_options_are_kept() -> None:
     from langgraph.store.memory import InMemoryStore
 
     saver, store = InMemorySaver(), InMemoryStore()
-    compiled = looping(2).compile(
-        checkpointer=saver, store=store, interrupt_after=["done"], name="loopy"
-    ).with_config(recursion_limit=7)
+    compiled = (
+        looping(2)
+        .compile(checkpointer=saver, store=store, interrupt_after=["done"], name="loopy")
+        .with_config(recursion_limit=7)
+    )
     app = coordgap.instrument(compiled)
     assert app.checkpointer is saver and app.store is store
     assert app.interrupt_after_nodes == ["done"]

@@ -17,15 +17,11 @@ from typing import Any, TypedDict
 import pytest
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel, model_validator
 
 import coordgap
 from coordgap import _failopen
+from coordgap.testing import TelemetryCapture, capture_telemetry
 
 CANARY = "CANARY-q7x3"
 
@@ -118,32 +114,19 @@ CONTRACTS = {
 HANDOFFS = {("retrieve", "analyze"): Retrieved}
 
 
-class _Telemetry:
-    def __init__(self) -> None:
-        self.spans = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-        self.events: list[Any] = []
-
-    def texts(self) -> list[str]:
-        out: list[str] = []
-        for span in self.spans.get_finished_spans():
-            out.append(span.name)
-            out.append(repr(dict(span.attributes or {})))
-            out.append(repr(span.status.description))
-            for ev in span.events:
-                out.append(ev.name)
-                out.append(repr(dict(ev.attributes or {})))
-        data = self.reader.get_metrics_data()
-        for rm in data.resource_metrics if data else ():
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    for point in metric.data.data_points:
-                        out.append(repr(dict(point.attributes or {})))
-        out.extend(repr(e) for e in self.events)
-        return out
+def _texts(otel: TelemetryCapture, events: list[Any]) -> list[str]:
+    """Every string the captured spans, metric points and events hold."""
+    out: list[str] = []
+    for span in otel.finished_spans():
+        out.append(span.name)
+        out.append(repr(dict(span.attributes or {})))
+        out.append(repr(span.status.description))
+        for ev in span.events:
+            out.append(ev.name)
+            out.append(repr(dict(ev.attributes or {})))
+    out.extend(repr(point["attributes"]) for point in otel.metrics())
+    out.extend(repr(e) for e in events)
+    return out
 
 
 def _no_canary(texts: list[str]) -> None:
@@ -162,13 +145,15 @@ def _coordgap_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 @pytest.mark.parametrize("spans", ["all", "failures"])
-def test_no_state_value_reaches_spans_metrics_events_logs_or_the_ledger(spans: str, caplog) -> None:
-    t = _Telemetry()
+def test_no_state_value_reaches_spans_metrics_events_logs_or_the_ledger(
+    spans: str, caplog, coordgap_otel: TelemetryCapture
+) -> None:
+    events: list[Any] = []
     kwargs: dict[str, Any] = dict(
         spans=spans,
-        tracer_provider=t.tracer_provider,
-        meter_provider=t.meter_provider,
-        sinks=[t.events.append],
+        tracer_provider=coordgap_otel.tracer_provider,
+        meter_provider=coordgap_otel.meter_provider,
+        sinks=[events.append],
     )
     app = coordgap.instrument(_build(), contracts=CONTRACTS, handoffs=HANDOFFS, **kwargs)
     failing = coordgap.instrument(_build_failing(), **kwargs)
@@ -179,8 +164,8 @@ def test_no_state_value_reaches_spans_metrics_events_logs_or_the_ledger(spans: s
             failing.invoke(_state())
     snap = coordgap.ledger(app).snapshot()
     assert snap.nodes["analyze"].contract_failures == 1  # the contracts did fail
-    assert any(not e.ok for e in t.events if hasattr(e, "ok"))
-    texts = t.texts()
+    assert any(not e.ok for e in events if hasattr(e, "ok"))
+    texts = _texts(coordgap_otel, events)
     texts += _coordgap_logs(caplog)
     for a in (app, failing):
         s = coordgap.ledger(a).snapshot()
@@ -289,17 +274,17 @@ def test_capture_object_combines_length_and_redaction() -> None:
 
 def test_captured_values_reach_spans_only_when_asked() -> None:
     def spans_for(capture: Any) -> list[str]:
-        t = _Telemetry()
-        app = coordgap.instrument(
-            _build(),
-            contracts=CONTRACTS,
-            capture_values=capture,
-            spans="all",
-            tracer_provider=t.tracer_provider,
-            metrics=False,
-        )
-        app.invoke(_state())
-        return t.texts()
+        with capture_telemetry() as otel:
+            app = coordgap.instrument(
+                _build(),
+                contracts=CONTRACTS,
+                capture_values=capture,
+                spans="all",
+                tracer_provider=otel.tracer_provider,
+                metrics=False,
+            )
+            app.invoke(_state())
+            return _texts(otel, [])
 
     assert not any(CANARY in x for x in spans_for(False))
     assert any(CANARY in x for x in spans_for(True))

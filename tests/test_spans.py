@@ -44,7 +44,9 @@ def test_all_mode_creates_run_and_node_spans_with_received_handoffs(
     assert by_name(spans, sc.SPAN_HANDOFF) == []
 
 
-def test_failures_mode_is_silent_on_the_happy_path(tracer_provider: Any, span_exporter: Any) -> None:
+def test_failures_mode_is_silent_on_the_happy_path(
+    tracer_provider: Any, span_exporter: Any
+) -> None:
     """spans='failures' creates nothing when nothing fails."""
     app = coordgap.instrument(linear(3), spans="failures", tracer_provider=tracer_provider)
     app.invoke({"n": 0})
@@ -81,9 +83,7 @@ def test_failures_mode_keeps_recorded_times_and_parent_under_user_span(
     tracer_provider: Any, span_exporter: Any
 ) -> None:
     """Failure spans made after the fact keep their start times and nest under the user's span."""
-    app = coordgap.instrument(
-        retrying(fails=5), spans="failures", tracer_provider=tracer_provider
-    )
+    app = coordgap.instrument(retrying(fails=5), spans="failures", tracer_provider=tracer_provider)
     tracer = tracer_provider.get_tracer("user")
     with tracer.start_as_current_span("request") as outer, pytest.raises(Exception):
         app.invoke({"n": 0})
@@ -146,7 +146,10 @@ def test_subgraph_node_spans_nest_under_the_container_node(
     """Inner nodes of a subgraph are children of the subgraph node's span."""
     app = coordgap.instrument(with_subgraph(), spans="all", tracer_provider=tracer_provider)
     app.invoke({"n": 0})
-    nodes = {s.attributes[sc.ATTR_NODE]: s for s in by_name(span_exporter.get_finished_spans(), sc.SPAN_NODE)}
+    nodes = {
+        s.attributes[sc.ATTR_NODE]: s
+        for s in by_name(span_exporter.get_finished_spans(), sc.SPAN_NODE)
+    }
     assert nodes["sub/n0"].parent.span_id == nodes["sub"].context.span_id
 
 

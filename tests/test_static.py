@@ -13,9 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _tool(module: str) -> None:
-    if shutil.which(module) is None and subprocess.run(
-        [sys.executable, "-m", module, "--version"], capture_output=True, check=False
-    ).returncode != 0:
+    if (
+        shutil.which(module) is None
+        and subprocess.run(
+            [sys.executable, "-m", module, "--version"], capture_output=True, check=False
+        ).returncode
+        != 0
+    ):
         pytest.skip(f"{module} is not installed (pip install -e '.[test]')")
 
 

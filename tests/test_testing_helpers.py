@@ -291,22 +291,6 @@ def test_merge_snapshots_combines_every_count_by_key_and_keeps_names() -> None:
         merge_snapshots([one.snapshot()] * 2, "avg")  # type: ignore[arg-type]
 
 
-def test_coverage_combines_observations_with_the_ledger_merge() -> None:
-    """Graph coverage's sum and max of two observations are the ledger's merge, read back."""
-    from coordgap._coverage import _Observed
-
-    a = coordgap.instrument(build(0.3), name="g", spans="off", metrics=False)
-    b = coordgap.instrument(build(0.3, seed=5), name="g", spans="off", metrics=False)
-    drive(a, 20)
-    drive(b, 7)
-    sa, sb = coordgap.ledger(a).snapshot(), coordgap.ledger(b).snapshot()
-    for how in ("sum", "max"):
-        combined = _Observed.of(sa).combine(_Observed.of(sb), how)  # type: ignore[arg-type]
-        assert combined == _Observed.of(merge_snapshots([sa, sb], how))  # type: ignore[arg-type]
-    assert _Observed.of(sa).combine(_Observed.of(sb), "sum").runs == 27
-    assert _Observed.of(sa).combine(_Observed.of(sb), "max").runs == 20
-
-
 # -- assert_no_regression ---------------------------------------------------------------------
 
 
@@ -422,6 +406,47 @@ def test_baselines_check_in_its_mode_and_lists_what_it_wrote(tmp_path: Any) -> N
 def test_checked_probability_refuses_what_is_not_a_probability(value: object) -> None:
     """One check of a user's rate: bools, strings, NaN and values outside [0, 1] are refused,
     with the argument's name and an example in the message."""
-    with pytest.raises(coordgap.ConfigurationError, match=r"^rate=.*a fault rate is a probability in \[0, 1\] \(0.04 for 4 %\)"):
+    with pytest.raises(
+        coordgap.ConfigurationError,
+        match=r"^rate=.*a fault rate is a probability in \[0, 1\] \(0.04 for 4 %\)",
+    ):
         checked_probability(value, "rate", noun="a fault rate", example="0.04 for 4 %")
     assert checked_probability(0, "rate") == 0.0 and checked_probability(1, "rate") == 1.0
+
+
+def test_every_rate_argument_goes_through_the_one_check() -> None:
+    """coordgap.testing re-exports the bottom layer's one check of a rate; the assertions,
+    the audit and fault injection refuse with its message, each naming its kind of value."""
+    from coordgap import _checks
+
+    assert checked_probability is _checks.checked_probability
+    refused = {
+        "threshold": lambda: assert_reliability(ledger_with(9, 10), end_to_end=90),
+        "audit": lambda: coordgap.audit(build(0.0), nodes=1.5),
+        "fault": lambda: faults.inject(build(0.0), nodes=True),
+    }
+    said = {}
+    for what, call in refused.items():
+        with pytest.raises(coordgap.ConfigurationError) as info:
+            call()
+        said[what] = str(info.value)
+    assert said == {
+        "threshold": "end_to_end=90: a reliability threshold is a probability in [0, 1] "
+        "(0.9 for 90 %).",
+        "audit": "nodes=1.5: a reliability is a probability in [0, 1] (0.9 for 90 %).",
+        "fault": "nodes=True: a fault rate is a probability in [0, 1] (0.04 for 4 %).",
+    }
+
+
+def test_has_ledger_is_defined_below_the_report_and_re_exported() -> None:
+    """coordgap.report() is typed with the ledger layer's HasLedger; testing re-exports it,
+    and an instrumented graph and a LedgerScope both carry a ledger the report reads."""
+    import coordgap.testing as testing
+    from coordgap import _ledger
+
+    assert testing.HasLedger is _ledger.HasLedger
+    app = coordgap.instrument(build(), name="typed", spans="off", metrics=False)
+    drive(app, 3)
+    with testing.LedgerScope() as scope:
+        scope.track(app, reset=False)
+        assert report(scope).end_to_end.runs == report(app).end_to_end.runs == 3

@@ -301,7 +301,9 @@ def test_messages_stream_mode_is_identical() -> None:
         return b
 
     def run(graph: Any) -> list[str]:
-        return [masked(c) for c in graph.stream({"messages": [("human", "hi")]}, stream_mode="messages")]
+        return [
+            masked(c) for c in graph.stream({"messages": [("human", "hi")]}, stream_mode="messages")
+        ]
 
     async def arun(graph: Any) -> list[str]:
         return [

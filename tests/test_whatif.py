@@ -107,7 +107,10 @@ def test_unknown_names_and_bad_values_are_configuration_errors() -> None:
         what_if(rep, retries={"retrieve->analyze": 2})
     with pytest.raises(ConfigurationError, match="attempts >= 1"):
         what_if(rep, retries={"analyze": 0})
-    with pytest.raises(ConfigurationError, match="between 0 and 1"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^reliability\['analyze'\]=1.2: a reliability is a probability in \[0, 1\]",
+    ):
         what_if(rep, reliability={"analyze": 1.2})
     with pytest.raises(ConfigurationError, match="path from retrieve to analyze"):
         what_if(rep, fallback={"retrieve->analyze": "analyze->retrieve"})

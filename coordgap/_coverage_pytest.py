@@ -13,8 +13,9 @@ The plugin (``coordgap/pytest_plugin.py``) calls :func:`addoption` from its
 module can also be loaded on its own with ``-p coordgap._coverage_pytest``.
 Both functions are idempotent.
 
-Limits: counts are combined per process (under pytest-xdist each worker
-reports its own graphs); graphs are told apart by name and declared topology.
+Under pytest-xdist each worker collects its own graphs and sends their counts to
+the controller when it finishes; the controller adds them up and reports once.
+Graphs are told apart by name and declared topology.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import dataclasses
 import json
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ._coverage import Coverage, coverage
 from ._ledger import _LEDGERS, Ledger, LedgerSnapshot, merge_snapshots
@@ -89,8 +92,8 @@ class _Collector:
                 old = self._counts.get(key)
                 self._counts[key] = snap if old is None else merge_snapshots([old, snap], "max")
 
-    def stop(self) -> list[Coverage]:
-        """Return one Coverage per distinct graph (name and topology), and forget everything."""
+    def stop(self) -> list[LedgerSnapshot]:
+        """Return the counts of every ledger seen (each at its highest), and forget them."""
         if self._remove is not None:
             self._remove()
             self._remove = None
@@ -100,21 +103,27 @@ class _Collector:
             self.active = False
             self._ledgers.clear()
             self._counts.clear()
-        groups: dict[tuple[str, Topology | None], list[LedgerSnapshot]] = {}
-        for snap in seen:
-            groups.setdefault((snap.graph, snap.topology), []).append(snap)
-        out: list[Coverage] = []
-        names: dict[str, int] = {}
-        for (graph, _topo), snaps in sorted(groups.items(), key=lambda kv: kv[0][0]):
-            cov = coverage(merge_snapshots(snaps, "sum"))
-            names[graph] = names.get(graph, 0) + 1
-            if names[graph] > 1:  # two different graphs under one name
-                cov = dataclasses.replace(cov, graph=f"{graph} #{names[graph]}")
-            out.append(cov)
-        return out
+        return seen
+
+
+def coverages_of(seen: list[LedgerSnapshot]) -> list[Coverage]:
+    """Return one Coverage per distinct graph (name and topology) over these counts."""
+    groups: dict[tuple[str, Topology | None], list[LedgerSnapshot]] = {}
+    for snap in seen:
+        groups.setdefault((snap.graph, snap.topology), []).append(snap)
+    out: list[Coverage] = []
+    names: dict[str, int] = {}
+    for (graph, _topo), snaps in sorted(groups.items(), key=lambda kv: kv[0][0]):
+        cov = coverage(merge_snapshots(snaps, "sum"))
+        names[graph] = names.get(graph, 0) + 1
+        if names[graph] > 1:  # two different graphs under one name
+            cov = dataclasses.replace(cov, graph=f"{graph} #{names[graph]}")
+        out.append(cov)
+    return out
 
 
 _COLLECTOR = _Collector()
+_WORKER_KEY = "coordgap_coverage"
 
 
 def addoption(parser: Any) -> None:
@@ -156,8 +165,6 @@ def configure(config: Any) -> None:
     )
     if not wanted or config.pluginmanager.has_plugin(PLUGIN_NAME):
         return
-    if hasattr(config, "workerinput"):
-        return  # an xdist worker: coverage is per process, reported by each run without xdist
     config.pluginmanager.register(CoveragePlugin(config), PLUGIN_NAME)
 
 
@@ -182,14 +189,28 @@ class CoveragePlugin:
         self.path: str | None = config.option.coordgap_coverage_file
         self.coverages: list[Coverage] | None = None
         self.failed = False
+        self.worker = hasattr(config, "workerinput")
+        self.remote: list[LedgerSnapshot] = []
         _COLLECTOR.start()
 
     def pytest_runtest_teardown(self, item: Any) -> None:
         # Fold counts in after each test: a later Ledger.reset() must not erase them.
         _COLLECTOR.checkpoint()
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        # an xdist worker finished: the counts it collected (pytest calls this hook only
+        # where xdist is installed)
+        data = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
+        if data:
+            self.remote += [LedgerSnapshot.from_dict(d) for d in json.loads(data)]
+
     def pytest_sessionfinish(self, session: Any, exitstatus: int) -> None:
-        self.coverages = _COLLECTOR.stop()
+        seen = _COLLECTOR.stop()
+        if self.worker:
+            self.config.workeroutput[_WORKER_KEY] = json.dumps([s.to_dict() for s in seen])
+            return
+        self.coverages = coverages_of(seen + self.remote)
         covered, total, percent = total_of(self.coverages)
         if self.path:
             data = {
@@ -209,6 +230,8 @@ class CoveragePlugin:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.worker:
+            return
         from .render import text_table
 
         tr = terminalreporter

@@ -111,3 +111,15 @@ def test_json_file_for_ci(suite: pytest.Pytester) -> None:
         ("analyze", "cross_check")
     ]
     result.stdout.fnmatch_lines([f"graph coverage JSON written to {out}"])
+
+
+def test_under_xdist_the_workers_counts_add_up_to_the_same_coverage(
+    suite: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    alone, spread = suite.path / "alone.json", suite.path / "spread.json"
+    assert run(suite, f"--coordgap-coverage-file={alone}").ret == 0
+    result = run(suite, "-n", "2", f"--coordgap-coverage-file={spread}")
+    assert result.ret == 0
+    assert json.loads(spread.read_text()) == json.loads(alone.read_text())
+    result.stdout.fnmatch_lines(["TOTAL*17/19 declared nodes and edges: 89.5%"])

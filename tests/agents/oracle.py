@@ -126,10 +126,31 @@ class RecordingSaver(InMemorySaver):
     def __init__(self) -> None:
         super().__init__()
         self.log: list[tuple[str, str, tuple[Any, ...] | str, list[tuple[str, Any]]]] = []
+        self._checkpoint_steps: dict[str, int] = {}
+        self._write_checkpoints: dict[tuple[str, str], str] = {}
 
     def _record(self, config: Any, writes: Sequence[Any], task_id: str, task_path: Any) -> None:
-        ns = str(config.get("configurable", {}).get("checkpoint_ns", ""))
+        conf = config.get("configurable", {})
+        ns = str(conf.get("checkpoint_ns", ""))
         self.log.append((ns, task_id, task_path, [(w[0], w[1]) for w in writes]))
+        if conf.get("checkpoint_id"):
+            self._write_checkpoints[(ns, task_id)] = str(conf["checkpoint_id"])
+
+    def task_step(self, ns: str, task_id: str) -> int | None:
+        """The superstep a task ran in, from the checkpoint its writes were saved against
+        (LangGraph runs step n+1's tasks on the checkpoint it saved with step n)."""
+        step = self._checkpoint_steps.get(self._write_checkpoints.get((ns, task_id), ""))
+        return None if step is None else step + 1
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        out = super().put(config, checkpoint, metadata, new_versions)
+        self._checkpoint_steps[str(checkpoint["id"])] = int(metadata.get("step", -1))
+        return out
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        out = await super().aput(config, checkpoint, metadata, new_versions)
+        self._checkpoint_steps[str(checkpoint["id"])] = int(metadata.get("step", -1))
+        return out
 
     def put_writes(
         self, config: Any, writes: Sequence[Any], task_id: str, task_path: str = ""
@@ -571,10 +592,18 @@ class Oracle:
                     task = _Task(ns, task_id, START, float("-inf"), next(order))
                 elif status == "error" and name is not None:
                     # the run raised while a subgraph ran: its stream was cut, but the task
-                    # started (it wrote); its step is unknown, so it goes after its graph's
-                    # others, and its outcome is what its saved writes say (below)
+                    # started (it wrote); its step is the checkpoint's it wrote against
+                    # (unknown: after its graph's others), its outcome what its writes say
+                    step = self.saver.task_step(ns, task_id)
+                    push = parts[0].lstrip("~") == "__pregel_push"
                     task = _Task(
-                        ns, task_id, name.lstrip("~"), float("inf"), next(order), started=True
+                        ns,
+                        task_id,
+                        "" if push else name.lstrip("~"),  # a push path names no node
+                        float("inf") if step is None else step,
+                        next(order),
+                        started=True,
+                        push=push,
                     )
                 else:
                     raise OracleError(f"writes from a task the debug stream never showed: {path}")
@@ -598,6 +627,8 @@ class Oracle:
             for _, step_tasks in itertools.groupby(group, key=lambda t: t.step):
                 step_list = list(step_tasks)
                 for task in step_list:
+                    if task.push and not task.name:
+                        task.name = self._sent_to(task, pending)
                     if task.started:
                         self._deliver(task, pending)
                 for task in step_list:
@@ -611,6 +642,19 @@ class Oracle:
         elif status == "ok":
             for (_, target), p in left:
                 self.tally.handoff(p.source, target, p.kind, UNDELIVERED)
+
+    def _sent_to(self, task: _Task, pending: dict[tuple[str, str], list[_Pending]]) -> str:
+        """The node a push task cut from the stream ran: the target of the Send waiting for
+        it (one Send of an earlier step in its graph instance, or the oracle cannot tell)."""
+        prefix = task.prefix
+        targets = {
+            target
+            for (ns, target), bucket in pending.items()
+            if ns == task.ns and any(p.kind == "send" and p.step < task.step for p in bucket)
+        }
+        if len(targets) != 1:
+            raise OracleError(f"a Send task cut from the stream, to one of {sorted(targets)}")
+        return targets.pop()[len(prefix) :]
 
     def _deliver(self, task: _Task, pending: dict[tuple[str, str], list[_Pending]]) -> None:
         info = self._info(task.prefix)

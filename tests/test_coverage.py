@@ -14,7 +14,7 @@ from langgraph.types import Command
 
 import coordgap
 from coordgap._coverage import Coverage, coverage
-from coordgap._coverage_pytest import _COLLECTOR, _Collector
+from coordgap._coverage_pytest import _COLLECTOR, _Collector, coverages_of
 from coordgap._ledger import LedgerSnapshot, merge_snapshots
 from coordgap.errors import ConfigurationError
 
@@ -229,7 +229,7 @@ def test_collector_keeps_graphs_that_died_and_counts_that_were_reset() -> None:
         other = coordgap.instrument(invalid_routes("router"), name="collected")
         other.invoke({"run": 0})
     finally:
-        found: list[Coverage] = _COLLECTOR.stop()
+        found: list[Coverage] = coverages_of(_COLLECTOR.stop())
     assert not _COLLECTOR.active
     by_name = {c.graph: c for c in found}
     assert {"collected", "collected #2"} <= set(by_name)
@@ -259,7 +259,7 @@ def test_collector_reads_coverage_once_off_the_merged_snapshots() -> None:
             merge_snapshots([coordgap.ledger(a).snapshot(), coordgap.ledger(b).snapshot()])
         )
     finally:
-        found = collector.stop()
+        found = coverages_of(collector.stop())
     assert [c for c in found if c.graph == "merged"] == [expected]
     assert expected.runs == 4 and expected.missed_edges == ()
 

@@ -219,4 +219,3 @@ above; ``instrument(gen_ai=True/False)`` overrides it."""
 
 SEMCONV_OPT_IN_GEN_AI: Final = "gen_ai_latest_experimental"
 """The value of ``OTEL_SEMCONV_STABILITY_OPT_IN`` that opts in to the latest GenAI conventions."""
-

@@ -43,7 +43,7 @@ internals means "not found": coordgap then behaves as without it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -262,9 +262,15 @@ class NodeStep(Runnable[Any, Any]):
             if token is not None:
                 self._leave(token)
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    def ainvoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Coroutine[Any, Any, Any]:
         if _PEER_NODE.get() is None:
-            return await self.inner.ainvoke(input, config, **kwargs)
+            # the step's own coroutine: no frame of ours between LangGraph and the node
+            return self.inner.ainvoke(input, config, **kwargs)
+        return self._ainvoke_joined(input, config, **kwargs)
+
+    async def _ainvoke_joined(self, input: Any, config: Any, **kwargs: Any) -> Any:
         token = self._enter(config)
         try:
             return await self.inner.ainvoke(input, config, **kwargs)

@@ -303,7 +303,10 @@ def test_with_openinference_the_failed_handoff_is_in_the_graph_trace(
     # OpenInference records the state it sees; coordgap's own spans and names never do
     _assert_no_state_values([s for s in spans if s["name"].startswith("coordgap.")])
     coordgap_values = [
-        v for s in spans for k, v in s["attributes"].items() if k.startswith(("coordgap.", "graph."))
+        v
+        for s in spans
+        for k, v in s["attributes"].items()
+        if k.startswith(("coordgap.", "graph."))
     ]
     assert fg.CANARY not in json.dumps(coordgap_values)
 

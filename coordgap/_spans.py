@@ -25,9 +25,10 @@ found from the task's LangChain callbacks (its ``parent_run_id`` is the graph's 
 OpenInference keeps a run id -> span map, OpenLLMetry a run id -> holder map), else as
 the span made current since the run started. Then:
 
-- a failed handoff is a child of the tracer's span for the graph run: a handoff is an
-  edge between two nodes, not part of either, and one whose target never starts
-  (an invalid route, an undelivered join) has no target span at all;
+- a failed handoff is a child of the tracer's span for the graph run (inside a
+  subgraph: for the node running that subgraph): a handoff is an edge between two
+  nodes, not part of either, and one whose target never starts (an invalid route, an
+  undelivered join) has no target span at all;
 - a node's coordgap attributes go on the tracer's own span for the node (found from
   inside the node's step, :class:`NodeStep`, the one moment that span is open while
   coordgap runs); a failed attempt, and a failed router of that node, are child spans
@@ -540,17 +541,20 @@ class SpanRecorder:
     ) -> None:
         """A failure while another tracer traces the run: a span now, in that tracer's trace.
 
-        A handoff goes under the graph's span; a node attempt and a router under the node's
-        span (a router runs in its source node's task), else under the graph's.
+        Its parent is the other tracer's span for the node attempt current here, else its
+        span for the graph run. A node attempt's failure and a router's (a router runs in
+        its source node's task) are current in their node's task. A handoff never is: it
+        is read before its target's attempt starts, or after its source's ended; so it goes
+        under the graph's span, or, inside a subgraph, under the span of the node running
+        that subgraph (the subgraph's run is inside it).
         """
         if len(run.failures) >= _MAX_DEFERRED:
             return
         run.failures.append(event)
         parent = peer
-        if not isinstance(event, HandoffOutcome):
-            node = _PEER_NODE.get()
-            if node is not None and node.run is run and node.context.is_valid:
-                parent = _context_of(node.context)
+        node = _PEER_NODE.get()
+        if node is not None and node.run is run and node.context.is_valid:
+            parent = _context_of(node.context)
         self._failure_span(event, parent)
 
     def _failure_span(self, event: Any, parent: Any) -> None:

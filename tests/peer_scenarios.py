@@ -93,6 +93,16 @@ def subgraph(mode: str, tp: Any) -> Any:
     return coordgap.instrument(with_subgraph(), spans=mode, tracer_provider=tp)
 
 
+def subgraph_handoff(mode: str, tp: Any) -> Any:
+    """sub is a compiled subgraph; its inner handoff sub/n0 -> sub/n1 breaks its contract."""
+    return coordgap.instrument(
+        with_subgraph(),
+        spans=mode,
+        tracer_provider=tp,
+        handoffs={("sub/n0", "sub/n1"): NeedsAnswer},
+    )
+
+
 def user_span(mode: str, tp: Any) -> Any:
     """llm opens a span of its own."""
     tracer = tp.get_tracer("user")
@@ -114,6 +124,7 @@ SCENARIOS: dict[str, Callable[[str, Any], Any]] = {
     "node_error": node_error,
     "router": router,
     "subgraph": subgraph,
+    "subgraph_handoff": subgraph_handoff,
     "user_span": user_span,
 }
 

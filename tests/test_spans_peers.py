@@ -189,6 +189,20 @@ def test_subgraph_nodes_name_their_container_as_parent(
     assert container[0]["attrs"][sc.GRAPH_NODE_PARENT_ID] == "LangGraph"
 
 
+@pytest.mark.parametrize(("mode", "call"), MATRIX)
+def test_a_failed_handoff_inside_a_subgraph_is_under_the_node_running_it(
+    traces: dict[str, Any], mode: str, call: str
+) -> None:
+    t = Tree(traces, f"subgraph_handoff/{mode}/{call}")
+    t.assert_one_trace()
+    handoff = t.one(sc.SPAN_HANDOFF)
+    assert (handoff["attrs"][sc.ATTR_SOURCE], handoff["attrs"][sc.ATTR_TARGET]) == (
+        "sub/n0",
+        "sub/n1",
+    )
+    assert t.parent(handoff) is t.node("sub")
+
+
 @pytest.mark.parametrize("call", ["sync", "async"])
 def test_user_spans_in_a_node_nest_under_the_node_span_in_all_mode(
     traces: dict[str, Any], call: str

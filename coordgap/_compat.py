@@ -45,6 +45,14 @@ try:  # where LangGraph < 1.1.3 counts a task's attempts (see _attempt_from_retr
 except ImportError:  # pragma: no cover - depends on the installed LangGraph
     _lg_run_with_retry = _lg_arun_with_retry = None
 
+_lg_runnable_seq: type[Any] | None
+_lg_default_bound: Any
+try:  # private: the sequence a task runs (the node, then its writers); see wrap_node_step
+    from langgraph._internal._runnable import RunnableSeq as _lg_runnable_seq
+    from langgraph.pregel._read import DEFAULT_BOUND as _lg_default_bound
+except ImportError:  # pragma: no cover - depends on the installed LangGraph
+    _lg_runnable_seq = _lg_default_bound = None
+
 HAS_NODE_ATTEMPT = "execution_info" in getattr(Runtime, "__dataclass_fields__", {})
 """LangGraph >= 1.1.3 gives each task its attempt number (``runtime.execution_info``)."""
 
@@ -479,6 +487,27 @@ def wrap_task_runnable(pregel_node: Any, wrap: Callable[[Runnable[Any, Any]], An
     if runnable is None:
         return False
     pregel_node.__dict__["node"] = wrap(runnable)
+    return True
+
+
+def wrap_node_step(pregel_node: Any, wrap: Callable[[Runnable[Any, Any]], Any]) -> bool:
+    """Make the node's own step of its task run as ``wrap(step)``; False where it cannot.
+
+    A task runs LangGraph's ``RunnableSeq(node, *writers)``: the sequence opens the
+    node's callback run (the span a LangChain tracer makes for the node), then runs its
+    first step, the node itself, inside that run's context. Code wrapped around that step
+    is the only place where the node's callback run is open while coordgap runs. Call this
+    before :func:`wrap_task_runnable` (it reads the same cached sequence). The node's
+    ``bound``, writers and drawings stay as they are.
+    """
+    if _lg_runnable_seq is None:
+        return False
+    if pregel_node.bound is _lg_default_bound:
+        return False  # no node of its own (the graph's entry): only writers
+    seq = pregel_node.node
+    if type(seq) is not _lg_runnable_seq or not seq.steps:
+        return False
+    seq.steps[0] = wrap(seq.steps[0])
     return True
 
 

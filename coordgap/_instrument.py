@@ -101,6 +101,17 @@ def _resolve_spans(spans: SpanMode | None) -> str:
     return mode
 
 
+def _resolve_gen_ai(gen_ai: bool | None) -> bool:
+    if gen_ai is None:
+        opted = os.environ.get(sc.ENV_SEMCONV_OPT_IN, "")
+        return sc.SEMCONV_OPT_IN_GEN_AI in {part.strip() for part in opted.split(",")}
+    if not isinstance(gen_ai, bool):
+        raise ConfigurationError(
+            f"gen_ai={gen_ai!r}: pass True or False (None: from ${sc.ENV_SEMCONV_OPT_IN})."
+        )
+    return gen_ai
+
+
 def _suggest(name: str, known: Iterable[str]) -> str:
     # compared without case: 'A' for 'a' is the likeliest typo of a short name
     by_lower: dict[str, str] = {}
@@ -156,6 +167,7 @@ def instrument(
     meter_provider: MeterProvider | None = None,
     sinks: Sequence[Sink] = (),
     capture_values: CaptureOption = False,
+    gen_ai: bool | None = None,
 ) -> InstrumentedGraph:
     """Return the graph compiled with every node, handoff, router and run recorded.
 
@@ -181,6 +193,10 @@ def instrument(
         sinks: extra callables that receive every event.
         capture_values: opt in to recording state values on failures (development only):
             True, a maximum length, a redaction callable, or :class:`coordgap.Capture`.
+        gen_ai: also put the OpenTelemetry GenAI agent attributes (``gen_ai.operation.name``,
+            ``gen_ai.agent.name``; conventions still in development) on coordgap's spans.
+            Default: on when ``$OTEL_SEMCONV_STABILITY_OPT_IN`` lists
+            ``gen_ai_latest_experimental``, OpenTelemetry's own opt-in.
 
     Example::
 
@@ -200,6 +216,7 @@ def instrument(
             f"on_violation={on_violation!r}: use 'record' (default) or 'raise'."
         )
     span_mode = _resolve_spans(spans)
+    gen_ai_attributes = _resolve_gen_ai(gen_ai)
     if not isinstance(metrics, bool):
         raise ConfigurationError(f"metrics={metrics!r}: pass True or False.")
     if not isinstance(durations, bool):
@@ -229,7 +246,9 @@ def instrument(
 
         # a broken provider costs spans (or metrics), never the graph
         with guard("tracer provider", ledger_.count_internal_error):
-            span_recorder = SpanRecorder(tracer_provider, span_mode, graph_name)
+            span_recorder = SpanRecorder(
+                tracer_provider, span_mode, graph_name, gen_ai=gen_ai_attributes
+            )
     histogram = None
     if metrics:
         from ._gauges import observe_reports
@@ -533,6 +552,8 @@ def _build(
                 target: channel for channel, (target, sources) in joins.items() if raw in sources
             },
         )
+        if recorder.spans is not None:  # where another tracer's node span is open
+            lg.wrap_node_step(pregel_node, recorder.spans.node_step)
         lg.wrap_task_runnable(pregel_node, functools.partial(TaskProbe, site=site))
         recorder.sites[site.name] = site
     return compiled

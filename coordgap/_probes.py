@@ -281,7 +281,11 @@ class TaskProbe(_Probe):
             outer = CURRENT_TASK.get()
             graph_ns = outer.ns if outer is not None and outer.run is run else ""
             task = Task(run, site, config, _clock.now_ns(), attempt, graph_ns, step)
+            rec = site.graph.recorder
+            spans = rec.spans
             if run is not None:
+                if spans is not None and not run.peer_checked and not graph_ns:
+                    spans.join(run, config)  # once per run: does another tracer trace it?
                 if run.deferred:
                     flush_deferred(run, graph_ns=graph_ns, step=step)
                 if site.top_level:
@@ -289,11 +293,14 @@ class TaskProbe(_Probe):
                 if attempt == 1 and site.row is not None:
                     # a retry's handoffs were delivered to its first attempt
                     input = self._deliver(run, task, input, config)
-            rec = site.graph.recorder
-            if rec.live and site.row is not None:
+            if (
+                spans is not None
+                and site.row is not None
+                and (rec.live or (run is not None and run.peer is not None))
+            ):
                 # started after the handoffs were checked, so what it received is set in one go
-                task.span, task.span_token = rec.spans.node_start(
-                    site.name, task.start_ns, attempt, step, task.received or ()
+                task.span, task.span_token = spans.node_start(
+                    site.name, task.start_ns, attempt, step, task.received or (), run
                 )
             task.token = CURRENT_TASK.set(task)
             return task, input

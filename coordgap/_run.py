@@ -171,6 +171,8 @@ class Run:
         "link",
         "otel_ctx",
         "parent_ctx",
+        "peer",
+        "peer_checked",
         "pending",
         "quiet",
         "recorder",
@@ -206,6 +208,10 @@ class Run:
         self.span: Any = None
         self.otel_ctx: Any = None
         self.parent_ctx: Any = None
+        self.peer: Any = None
+        """Another tracer's span for this run of the graph, as a context (see ``_spans``)."""
+        self.peer_checked = False
+        """Whether the run's first task looked for that span (``SpanRecorder.join``)."""
         self.failures: list[Event] = []
         self.fault_retries: dict[str, int] | None = None
         """Per node, injected faults on attempts LangGraph retries: their fate is the

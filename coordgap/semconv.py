@@ -82,6 +82,53 @@ ATTR_ERROR_TYPE: Final = "error.type"
 ATTR_CAPTURED_INPUT: Final = "coordgap.captured.input"
 """State captured on a failure, only with instrument(capture_values=...)."""
 
+# -- names other conventions define -------------------------------------------------
+# coordgap's spans also carry the attributes tracing backends read to show a span and to
+# draw an agent graph. The strings are copied here, so the core install needs no
+# convention package; tests/test_semconv_peers.py holds each one equal to its package's
+# (``openinference-semantic-conventions``, the ``openinference`` extra; the GenAI names to
+# ``opentelemetry-semantic-conventions``, which the OpenTelemetry SDK installs).
+
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+"""OpenInference: how a backend (Phoenix, Arize, Langfuse) shows a span. Stable."""
+
+SPAN_KIND_AGENT: Final = "AGENT"
+"""openinference.span.kind of a run span (coordgap.run): one invoke of the agent (the graph)."""
+
+SPAN_KIND_CHAIN: Final = "CHAIN"
+"""openinference.span.kind of a node span (coordgap.node): a step of the agent."""
+
+SPAN_KIND_GUARDRAIL: Final = "GUARDRAIL"
+"""openinference.span.kind of a failed handoff (coordgap.handoff): coordgap's check of the
+state passed between two nodes."""
+
+SPAN_KIND_DECISION: Final = "DECISION"
+"""openinference.span.kind of a failed router (coordgap.router): a routing decision."""
+
+GRAPH_NODE_ID: Final = "graph.node.id"
+"""OpenInference: the node a span stands for in the agent graph a backend draws (Arize's
+"Agent Graph & Path"): the graph's name on a run span, the node's qualified name on a
+node span, a handoff's target on a handoff span, the router's name on a router span."""
+
+GRAPH_NODE_PARENT_ID: Final = "graph.node.parent_id"
+"""OpenInference: the node's parent in that graph: the graph's name for a node of the graph
+(the container node for a subgraph's node, ``outer`` for ``outer/inner``); a handoff's
+source on a handoff span (so the failed handoff is the edge source -> target); a router's
+source node on a router span. Absent on the run span (the root)."""
+
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+"""OpenTelemetry GenAI (in development, behind the switch below): the operation a span is."""
+
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+"""OpenTelemetry GenAI (in development): the graph's name on a run span, the node's on a
+node span."""
+
+GEN_AI_INVOKE_WORKFLOW: Final = "invoke_workflow"
+"""gen_ai.operation.name of a run span: a coordinated process of several steps (the graph)."""
+
+GEN_AI_INVOKE_AGENT: Final = "invoke_agent"
+"""gen_ai.operation.name of a node span: one step (agent) the graph invoked."""
+
 # -- metric names and units ---------------------------------------------------------
 
 METRIC_NODE_EXECUTIONS: Final = "coordgap.node.executions"
@@ -164,3 +211,11 @@ ENV_SPANS: Final = "COORDGAP_SPANS"
 
 ENV_RAISE_INTERNAL: Final = "COORDGAP_RAISE_INTERNAL"
 """When 1/true, coordgap's internal errors are re-raised instead of failing open (our tests)."""
+
+ENV_SEMCONV_OPT_IN: Final = "OTEL_SEMCONV_STABILITY_OPT_IN"
+"""OpenTelemetry's own switch for conventions still in development (a comma-separated list).
+When it lists :data:`SEMCONV_OPT_IN_GEN_AI`, coordgap's spans carry the GenAI agent attributes
+above; ``instrument(gen_ai=True/False)`` overrides it."""
+
+SEMCONV_OPT_IN_GEN_AI: Final = "gen_ai_latest_experimental"
+"""The value of ``OTEL_SEMCONV_STABILITY_OPT_IN`` that opts in to the latest GenAI conventions."""

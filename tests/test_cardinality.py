@@ -127,6 +127,11 @@ def test_error_types_are_capped_and_attribute_values_bounded(
         "interrupted",
         *typing.get_args(HandoffKind),
         *(e.__name__ for e in ERRORS),
+        # the span kinds backends read (openinference.span.kind), a fixed vocabulary
+        sc.SPAN_KIND_AGENT,
+        sc.SPAN_KIND_CHAIN,
+        sc.SPAN_KIND_GUARDRAIL,
+        sc.SPAN_KIND_DECISION,
     }
     values = _attribute_values((span_exporter, metric_reader))
     assert values

@@ -207,3 +207,121 @@ def test_spans_off_creates_nothing(tracer_provider: Any, span_exporter: Any) -> 
     with pytest.raises(Exception):
         app.invoke({"n": 0})
     assert span_exporter.get_finished_spans() == ()
+
+
+# -- the attributes backends read ----------------------------------------------------------
+
+
+def test_spans_carry_the_openinference_kind_and_the_agent_graph(
+    tracer_provider: Any, span_exporter: Any
+) -> None:
+    """Run AGENT (the graph, the root); nodes CHAIN under the graph (subgraph nodes under their
+    container); a failed handoff GUARDRAIL, the edge source -> target."""
+    from langgraph.graph import START, StateGraph
+
+    b = with_subgraph()
+    app = coordgap.instrument(
+        b,
+        name="g",
+        spans="all",
+        tracer_provider=tracer_provider,
+        handoffs={("before", "sub"): NeedsAnswer},
+    )
+    app.invoke({"n": 0})
+    spans = span_exporter.get_finished_spans()
+    (run,) = by_name(spans, sc.SPAN_RUN)
+    assert run.attributes[sc.OPENINFERENCE_SPAN_KIND] == sc.SPAN_KIND_AGENT
+    assert run.attributes[sc.GRAPH_NODE_ID] == "g"
+    assert sc.GRAPH_NODE_PARENT_ID not in run.attributes
+    nodes = {s.attributes[sc.ATTR_NODE]: s.attributes for s in by_name(spans, sc.SPAN_NODE)}
+    before = nodes["before"]
+    assert before[sc.OPENINFERENCE_SPAN_KIND] == sc.SPAN_KIND_CHAIN
+    assert (before[sc.GRAPH_NODE_ID], before[sc.GRAPH_NODE_PARENT_ID]) == ("before", "g")
+    assert (nodes["sub/n0"][sc.GRAPH_NODE_ID], nodes["sub/n0"][sc.GRAPH_NODE_PARENT_ID]) == (
+        "sub/n0",
+        "sub",
+    )
+    (handoff,) = by_name(spans, sc.SPAN_HANDOFF)
+    assert handoff.attributes[sc.OPENINFERENCE_SPAN_KIND] == sc.SPAN_KIND_GUARDRAIL
+    assert handoff.attributes[sc.GRAPH_NODE_ID] == "sub"
+    assert handoff.attributes[sc.GRAPH_NODE_PARENT_ID] == "before"
+    assert not any(k.startswith("gen_ai.") for s in spans for k in s.attributes)
+
+    def route(state: State) -> str:
+        return "nowhere"
+
+    r = StateGraph(State)
+    r.add_node("a", step("a"))
+    r.add_edge(START, "a")
+    r.add_conditional_edges("a", route)
+    span_exporter.clear()
+    coordgap.instrument(r, tracer_provider=tracer_provider).invoke({"n": 0})
+    (router,) = by_name(span_exporter.get_finished_spans(), sc.SPAN_ROUTER)
+    assert router.attributes[sc.OPENINFERENCE_SPAN_KIND] == sc.SPAN_KIND_DECISION
+    assert (router.attributes[sc.GRAPH_NODE_ID], router.attributes[sc.GRAPH_NODE_PARENT_ID]) == (
+        "route",
+        "a",
+    )
+
+
+@pytest.mark.parametrize("mode", ["all", "failures"])
+def test_gen_ai_attributes_behind_one_switch(
+    mode: str, tracer_provider: Any, span_exporter: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gen_ai=True: the run is invoke_workflow of the graph, a node invoke_agent of the node."""
+    app = coordgap.instrument(
+        retrying(fails=5), name="g", spans=mode, tracer_provider=tracer_provider, gen_ai=True
+    )
+    with pytest.raises(Exception):
+        app.invoke({"n": 0})
+    spans = span_exporter.get_finished_spans()
+    (run,) = by_name(spans, sc.SPAN_RUN)
+    assert run.attributes[sc.GEN_AI_OPERATION_NAME] == sc.GEN_AI_INVOKE_WORKFLOW
+    assert run.attributes[sc.GEN_AI_AGENT_NAME] == "g"
+    nodes = by_name(spans, sc.SPAN_NODE)
+    assert nodes
+    for node in nodes:
+        assert node.attributes[sc.GEN_AI_OPERATION_NAME] == sc.GEN_AI_INVOKE_AGENT
+        assert node.attributes[sc.GEN_AI_AGENT_NAME] == node.attributes[sc.ATTR_NODE]
+
+
+def test_gen_ai_follows_opentelemetrys_opt_in_unless_told(
+    tracer_provider: Any, span_exporter: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def gen_ai_on_run(**options: Any) -> bool:
+        span_exporter.clear()
+        app = coordgap.instrument(
+            linear(1), spans="all", tracer_provider=tracer_provider, **options
+        )
+        app.invoke({"n": 0})
+        (run,) = by_name(span_exporter.get_finished_spans(), sc.SPAN_RUN)
+        return sc.GEN_AI_OPERATION_NAME in run.attributes
+
+    monkeypatch.delenv(sc.ENV_SEMCONV_OPT_IN, raising=False)
+    assert not gen_ai_on_run()
+    monkeypatch.setenv(sc.ENV_SEMCONV_OPT_IN, f"http, {sc.SEMCONV_OPT_IN_GEN_AI}")
+    assert gen_ai_on_run()
+    assert not gen_ai_on_run(gen_ai=False)
+    monkeypatch.setenv(sc.ENV_SEMCONV_OPT_IN, "http")
+    assert gen_ai_on_run(gen_ai=True)
+    with pytest.raises(coordgap.ConfigurationError, match="gen_ai"):
+        coordgap.instrument(linear(1), gen_ai="yes")  # type: ignore[arg-type]
+
+
+def test_without_another_tracer_the_node_step_changes_nothing(
+    tracer_provider: Any, span_exporter: Any
+) -> None:
+    """No other tracer: coordgap's run span is the root; its failures hang from it."""
+    app = coordgap.instrument(
+        linear(3),
+        spans="failures",
+        tracer_provider=tracer_provider,
+        handoffs={("n0", "n1"): NeedsAnswer},
+    )
+    assert app.invoke({"n": 0}) == linear(3).compile().invoke({"n": 0})
+    spans = span_exporter.get_finished_spans()
+    assert sorted(s.name for s in spans) == [sc.SPAN_HANDOFF, sc.SPAN_RUN]
+    (run,) = by_name(spans, sc.SPAN_RUN)
+    (handoff,) = by_name(spans, sc.SPAN_HANDOFF)
+    assert run.parent is None
+    assert handoff.parent.span_id == run.context.span_id

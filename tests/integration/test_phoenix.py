@@ -206,6 +206,111 @@ def test_failed_router_span_reaches_phoenix(phoenix: Server) -> None:
     _assert_no_state_values(spans)
 
 
+# -- the attributes Phoenix reads, and one trace with OpenInference ----------------------------
+
+
+def test_phoenix_returns_coordgap_spans_with_graph_node_id(phoenix: Server) -> None:
+    """spans="all": Phoenix shows the run as an AGENT, the nodes as CHAINs and the failed
+    handoff as a GUARDRAIL, and returns each span's place in the agent graph."""
+    project = _project("graph")
+    builder, handoffs = fg.handoff_graph()
+    _export(
+        phoenix,
+        project,
+        lambda tp, mp: coordgap.instrument(
+            builder,
+            name="graph-demo",
+            handoffs=handoffs,
+            spans="all",
+            tracer_provider=tp,
+            meter_provider=mp,
+        ),
+        expect_error=False,
+    )
+    spans = _wait_for_spans(phoenix, project, 4)
+    (run,) = _by_name(spans, sc.SPAN_RUN)
+    assert run["span_kind"] == sc.SPAN_KIND_AGENT
+    assert run["attributes"][sc.GRAPH_NODE_ID] == "graph-demo"
+    assert sc.GRAPH_NODE_PARENT_ID not in run["attributes"]
+    nodes = {s["attributes"][sc.ATTR_NODE]: s for s in _by_name(spans, sc.SPAN_NODE)}
+    assert set(nodes) == {"retrieve", "analyze"}
+    for name, span in nodes.items():
+        assert span["span_kind"] == sc.SPAN_KIND_CHAIN
+        assert span["attributes"][sc.GRAPH_NODE_ID] == name
+        assert span["attributes"][sc.GRAPH_NODE_PARENT_ID] == "graph-demo"
+    (handoff,) = _by_name(spans, sc.SPAN_HANDOFF)
+    assert handoff["span_kind"] == sc.SPAN_KIND_GUARDRAIL
+    assert handoff["attributes"][sc.GRAPH_NODE_ID] == "analyze"
+    assert handoff["attributes"][sc.GRAPH_NODE_PARENT_ID] == "retrieve"
+    _assert_no_state_values(spans)
+
+
+@pytest.mark.parametrize("mode", ["failures", "all"])
+def test_with_openinference_the_failed_handoff_is_in_the_graph_trace(
+    phoenix: Server, mode: str
+) -> None:
+    """OpenInference traces the graph on the same provider: Phoenix holds one trace, and the
+    failed handoff is a child of OpenInference's span for the graph run."""
+    oi = pytest.importorskip("openinference.instrumentation.langchain")
+    project = _project(f"openinference-{mode}")
+    builder, handoffs = fg.handoff_graph()
+    tp, mp = configure_otlp(
+        phoenix.url,
+        service_name="coordgap-integration",
+        resource_attributes={"openinference.project.name": project},
+        metrics=False,
+    )
+    instrumentor = oi.LangChainInstrumentor()
+    instrumentor.instrument(tracer_provider=tp)
+    try:
+        app = coordgap.instrument(
+            builder,
+            name="oi-demo",
+            handoffs=handoffs,
+            spans=mode,
+            tracer_provider=tp,
+            meter_provider=mp,
+        )
+        app.invoke(fg.initial_state())
+        assert tp.force_flush(timeout_millis=30_000)
+    finally:
+        instrumentor.uninstrument()
+        tp.shutdown()
+        mp.shutdown()
+    # OpenInference: the graph and its two nodes; coordgap: the handoff (and its run, "all")
+    spans = _wait_for_spans(phoenix, project, 4 if mode == "failures" else 5)
+    assert len({s["context"]["trace_id"] for s in spans}) == 1, [
+        (s["name"], s["context"]["trace_id"]) for s in spans
+    ]
+    (graph,) = _by_name(spans, "LangGraph")
+    (handoff,) = _by_name(spans, sc.SPAN_HANDOFF)
+    assert handoff["parent_id"] == graph["context"]["span_id"]
+    assert handoff["status_code"] == "ERROR"
+    assert handoff["attributes"][sc.ATTR_CONTRACT] == "Analyzable"
+    assert graph["attributes"][sc.GRAPH_NODE_ID] == "oi-demo"
+    for node in ("retrieve", "analyze"):  # coordgap's attributes on OpenInference's node spans
+        (span,) = _by_name(spans, node)
+        assert span["parent_id"] == graph["context"]["span_id"]
+        assert span["attributes"][sc.GRAPH_NODE_ID] == node
+        assert span["attributes"][sc.ATTR_NODE] == node
+    if mode == "failures":
+        assert graph["parent_id"] is None
+        assert _by_name(spans, sc.SPAN_RUN) == []
+    else:
+        (run,) = _by_name(spans, sc.SPAN_RUN)
+        assert run["parent_id"] is None
+        assert graph["parent_id"] == run["context"]["span_id"]
+    # OpenInference records the state it sees; coordgap's own spans and names never do
+    _assert_no_state_values([s for s in spans if s["name"].startswith("coordgap.")])
+    coordgap_values = [
+        v
+        for s in spans
+        for k, v in s["attributes"].items()
+        if k.startswith(("coordgap.", "graph."))
+    ]
+    assert fg.CANARY not in json.dumps(coordgap_values)
+
+
 def test_phoenix_listens_on_loopback_only(phoenix: Server) -> None:
     from .servers import listening_addresses
 

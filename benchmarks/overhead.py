@@ -444,9 +444,12 @@ def worker_main(variant: str, scenarios: Sequence[str]) -> None:
             reply: dict[str, Any] = {"times": times, "paired": paired}
         elif cmd["op"] == "spans":
             worker.tracer_provider.force_flush()
-            reply = {"spans": worker.spans, "invokes": worker.invokes,
-                     "collect_ns": worker.collect_ns,
-                     "collect_fixed_ns": worker.collect_fixed_ns}
+            reply = {
+                "spans": worker.spans,
+                "invokes": worker.invokes,
+                "collect_ns": worker.collect_ns,
+                "collect_fixed_ns": worker.collect_fixed_ns,
+            }
         else:
             worker.close()
             out.write(json.dumps({"bye": True}) + "\n")
@@ -465,8 +468,14 @@ class WorkerProcess:
         env.pop("COORDGAP_RAISE_INTERNAL", None)  # measure what users run
         env["PYTHONHASHSEED"] = "0"
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", variant,
-             "--scenarios", ",".join(scenarios)],
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--worker",
+                variant,
+                "--scenarios",
+                ",".join(scenarios),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -631,11 +640,17 @@ def run_benchmark(
 
 def save_run(path: Path, tables: Sequence[Table], env: dict[str, str]) -> None:
     """Write a run's tables and the machine they were measured on (``--json``)."""
-    path.write_text(json.dumps({
-        "environment": env,
-        "tables": [{"scenario": t.scenario, "rows": [r.__dict__ for r in t.rows]}
-                   for t in tables],
-    }, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "environment": env,
+                "tables": [
+                    {"scenario": t.scenario, "rows": [r.__dict__ for r in t.rows]} for t in tables
+                ],
+            },
+            indent=2,
+        )
+    )
 
 
 def load_run(path: Path) -> tuple[list[Table], dict[str, str]]:
@@ -650,9 +665,18 @@ def load_run(path: Path) -> tuple[list[Table], dict[str, str]]:
 
 def format_table(table: Table, markdown: bool = False) -> str:
     """Return one scenario's table as aligned text (or a Markdown table)."""
-    header = ["variant", "median µs", "p90 µs", "bare µs (same process)", "x bare",
-              "x bare incl. collection", "overhead µs", "spans/invoke", "collect µs/invoke",
-              "collection ms"]
+    header = [
+        "variant",
+        "median µs",
+        "p90 µs",
+        "bare µs (same process)",
+        "x bare",
+        "x bare incl. collection",
+        "overhead µs",
+        "spans/invoke",
+        "collect µs/invoke",
+        "collection ms",
+    ]
     body = [
         [
             r.variant,
@@ -670,8 +694,12 @@ def format_table(table: Table, markdown: bool = False) -> str:
     ]
     title = f"{table.scenario}: {table.description}, {table.rows[0].invokes} invokes per row"
     if markdown:
-        lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines = [
+            f"### {title}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines)
     widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
@@ -724,8 +752,14 @@ def environment() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = []
-    for dist in ("coordgap", "langgraph", "langchain-core", "opentelemetry-sdk", "pydantic",
-                 *PEER_PACKAGES.values()):
+    for dist in (
+        "coordgap",
+        "langgraph",
+        "langchain-core",
+        "opentelemetry-sdk",
+        "pydantic",
+        *PEER_PACKAGES.values(),
+    ):
         try:
             versions.append(f"{dist} {version(dist)}")
         except PackageNotFoundError:
@@ -771,9 +805,13 @@ NOTES = """## Where the cost goes
 """
 
 
-def write_docs(tables: Sequence[Table], profile: Profile, command: str,
-               extra_sections: Sequence[str] = (NOTES,),
-               env: dict[str, str] | None = None) -> Path:
+def write_docs(
+    tables: Sequence[Table],
+    profile: Profile,
+    command: str,
+    extra_sections: Sequence[str] = (NOTES,),
+    env: dict[str, str] | None = None,
+) -> Path:
     """Write docs/performance.md from a run's tables (generated; do not edit by hand).
 
     ``env`` is the machine the run was measured on (default: this one, now).
@@ -819,13 +857,19 @@ def write_docs(tables: Sequence[Table], profile: Profile, command: str,
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short profile (CI, < 1 minute)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help="comma-separated subset of: " + ", ".join(SCENARIOS))
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated subset of: " + ", ".join(SCENARIOS),
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip OpenInference/OpenLLMetry")
     parser.add_argument("--write-docs", action="store_true", help="regenerate docs/performance.md")
     parser.add_argument("--json", metavar="PATH", help="also write the tables as JSON")
-    parser.add_argument("--from-json", metavar="PATH",
-                        help="print (and with --write-docs, write) a run saved with --json")
+    parser.add_argument(
+        "--from-json",
+        metavar="PATH",
+        help="print (and with --write-docs, write) a run saved with --json",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -845,18 +889,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line)
         if args.write_docs:
             command = ".venv/bin/python benchmarks/overhead.py --write-docs" + (
-                " --quick" if args.quick else "")
+                " --quick" if args.quick else ""
+            )
             path = write_docs(tables, profile, command, env=env)
             print(f"wrote {path.relative_to(ROOT)}")
         return 0
     variants = [BARE, *COORDGAP_VARIANTS, NAIVE] + ([] if args.no_peers else installed_peers())
     missing = [p for p in PEERS if p not in variants]
     if missing and not args.no_peers:
-        print(f"(peers not installed, rows skipped: {', '.join(missing)}; "
-              "pip install 'coordgap[bench]')", file=sys.stderr)
+        print(
+            f"(peers not installed, rows skipped: {', '.join(missing)}; "
+            "pip install 'coordgap[bench]')",
+            file=sys.stderr,
+        )
     start = time.perf_counter()
     tables = run_benchmark(
-        profile, scenarios=scenarios, variants=variants,
+        profile,
+        scenarios=scenarios,
+        variants=variants,
         progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True),
     )
     for t in tables:
@@ -870,7 +920,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_run(Path(args.json), tables, env)
     if args.write_docs:
         command = ".venv/bin/python benchmarks/overhead.py --write-docs" + (
-            " --quick" if args.quick else "")
+            " --quick" if args.quick else ""
+        )
         path = write_docs(tables, profile, command, env=env)
         print(f"wrote {path.relative_to(ROOT)}")
     return 0

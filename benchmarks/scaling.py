@@ -50,10 +50,12 @@ class ScalingProfile:
     ledger_runs: int
 
 
-QUICK = ScalingProfile("quick", invokes_per_thread_total=64, rounds=2, async_batches=2,
-                       ledger_runs=100_000)
-DEFAULT = ScalingProfile("default", invokes_per_thread_total=256, rounds=5, async_batches=5,
-                         ledger_runs=1_000_000)
+QUICK = ScalingProfile(
+    "quick", invokes_per_thread_total=64, rounds=2, async_batches=2, ledger_runs=100_000
+)
+DEFAULT = ScalingProfile(
+    "default", invokes_per_thread_total=256, rounds=5, async_batches=5, ledger_runs=1_000_000
+)
 
 
 def _apps() -> dict[str, Any]:
@@ -98,8 +100,9 @@ class ThroughputRow:
         return self.coordgap / self.bare
 
 
-def measure_throughput(profile: ScalingProfile, threads: Sequence[int] = THREADS,
-                       concurrent: int = 100) -> list[ThroughputRow]:
+def measure_throughput(
+    profile: ScalingProfile, threads: Sequence[int] = THREADS, concurrent: int = 100
+) -> list[ThroughputRow]:
     """Return invokes/s, bare and instrumented, per thread count and for concurrent ainvoke."""
     workers = _apps()
     rows = []
@@ -110,9 +113,13 @@ def measure_throughput(profile: ScalingProfile, threads: Sequence[int] = THREADS
             for name in order:
                 app, inp, _ = workers[name].apps["linear"]
                 got[name].append(_threaded_round(app, inp, n, profile.invokes_per_thread_total))
-        rows.append(ThroughputRow(f"{n} thread{'s' if n > 1 else ''}",
-                                  statistics.median(got["bare"]),
-                                  statistics.median(got["coordgap"])))
+        rows.append(
+            ThroughputRow(
+                f"{n} thread{'s' if n > 1 else ''}",
+                statistics.median(got["bare"]),
+                statistics.median(got["coordgap"]),
+            )
+        )
     loop = asyncio.new_event_loop()
     try:
         got = {"bare": [], "coordgap": []}
@@ -121,9 +128,13 @@ def measure_throughput(profile: ScalingProfile, threads: Sequence[int] = THREADS
             for name in order:
                 app, inp, _ = workers[name].apps["async"]
                 got[name].append(loop.run_until_complete(_async_round(app, inp, concurrent)))
-        rows.append(ThroughputRow(f"{concurrent} concurrent ainvoke",
-                                  statistics.median(got["bare"]),
-                                  statistics.median(got["coordgap"])))
+        rows.append(
+            ThroughputRow(
+                f"{concurrent} concurrent ainvoke",
+                statistics.median(got["bare"]),
+                statistics.median(got["coordgap"]),
+            )
+        )
     finally:
         loop.close()
         for w in workers.values():
@@ -151,14 +162,42 @@ def measure_ledger_memory(runs: int) -> list[tuple[int, int]]:
             for i, node in enumerate(nodes):
                 # every few runs one attempt fails, so error-type maps are exercised too
                 ok = (done + i) % 97 != 0
-                ledger.record(NodeOutcome(graph="bench", node=node, ok=ok, attempt=1, final=True,
-                                          start_ns=t, end_ns=t + 500, run_id=done,
-                                          error_type=None if ok else "ValueError"))
+                ledger.record(
+                    NodeOutcome(
+                        graph="bench",
+                        node=node,
+                        ok=ok,
+                        attempt=1,
+                        final=True,
+                        start_ns=t,
+                        end_ns=t + 500,
+                        run_id=done,
+                        error_type=None if ok else "ValueError",
+                    )
+                )
             for a, b in itertools.pairwise(path):
-                ledger.record(HandoffOutcome(graph="bench", source=a, target=b, kind="edge",
-                                             ok=True, start_ns=t, end_ns=t + 1, run_id=done))
-            ledger.record(RunOutcome(graph="bench", status="ok", clean=True, start_ns=t,
-                                     end_ns=t + 4_000, run_id=done))
+                ledger.record(
+                    HandoffOutcome(
+                        graph="bench",
+                        source=a,
+                        target=b,
+                        kind="edge",
+                        ok=True,
+                        start_ns=t,
+                        end_ns=t + 1,
+                        run_id=done,
+                    )
+                )
+            ledger.record(
+                RunOutcome(
+                    graph="bench",
+                    status="ok",
+                    clean=True,
+                    start_ns=t,
+                    end_ns=t + 4_000,
+                    run_id=done,
+                )
+            )
         out.append((checkpoint, tracemalloc.get_traced_memory()[0] - base))
     tracemalloc.stop()
     snap = ledger.snapshot()
@@ -169,8 +208,11 @@ def measure_ledger_memory(runs: int) -> list[tuple[int, int]]:
 def format_throughput(rows: Sequence[ThroughputRow]) -> str:
     header = ("concurrency", "bare invokes/s", "coordgap invokes/s", "coordgap / bare")
     body = [(r.label, f"{r.bare:,.0f}", f"{r.coordgap:,.0f}", f"{r.ratio:.3f}") for r in rows]
-    return _table("throughput, 6-node linear graph, coordgap spans=\"failures\" + contracts "
-                  "+ metrics", header, body)
+    return _table(
+        'throughput, 6-node linear graph, coordgap spans="failures" + contracts + metrics',
+        header,
+        body,
+    )
 
 
 def format_memory(rows: Sequence[tuple[int, int]]) -> str:
@@ -189,8 +231,10 @@ def _table(title: str, header: Sequence[str], body: Sequence[Sequence[str]]) -> 
 
 def run(profile: ScalingProfile) -> list[str]:
     """Run every scaling measurement; return the printed tables."""
-    return [format_throughput(measure_throughput(profile)),
-            format_memory(measure_ledger_memory(profile.ledger_runs))]
+    return [
+        format_throughput(measure_throughput(profile)),
+        format_memory(measure_ledger_memory(profile.ledger_runs)),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,7 +49,9 @@ def research() -> StateGraph:
     return b
 
 
-def run_once(otel: TelemetryCapture, spans: str, runs: int = 1, durations: bool = False) -> None:
+def run_once(
+    otel: TelemetryCapture, spans: str, runs: int = 1, durations: bool = False
+) -> coordgap.InstrumentedGraph:
     app = coordgap.instrument(
         research(),
         name="research",
@@ -61,6 +63,7 @@ def run_once(otel: TelemetryCapture, spans: str, runs: int = 1, durations: bool 
     )
     for _ in range(runs):
         app.invoke({"question": "q"})
+    return app
 
 
 BROKEN_HANDOFF = {
@@ -188,7 +191,8 @@ def test_metric_points_read_back_with_durations_from_the_clock(
 ) -> None:
     """metrics() collects and returns plain points: counters by attributes, and the duration
     histogram whose every attempt took exactly one step of the clock."""
-    run_once(coordgap_otel, "off", runs=2, durations=True)
+    # keep the graph: its counters are observed from its ledger, which lives as long as it
+    app = run_once(coordgap_otel, "off", runs=2, durations=True)
     points = coordgap_otel.metrics()
     transfers = {
         (p["attributes"]["coordgap.handoff.source"], p["attributes"]["coordgap.outcome"]): p[
@@ -221,6 +225,7 @@ def test_metric_points_read_back_with_durations_from_the_clock(
         "attributes": {"coordgap.graph": "research"},
         "value": 0,
     }
+    assert coordgap.ledger(app).snapshot().runs.ok == runs["ok"]  # the counters read its ledger
 
 
 def test_ids_restart_and_the_clock_is_restored_after_a_capture() -> None:

@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +86,18 @@ def playwright_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+def browser_for_screenshots() -> str | None:
+    """Return the Chromium binary a screenshot script drives, or None after saying on
+    stderr what is missing (playwright, or Chromium and the rights to install it)."""
+    if not playwright_installed():
+        print("needs playwright: pip install -e '.[test]'", file=sys.stderr)
+        return None
+    binary = ensure_chromium()
+    if binary is None:
+        print("needs Chromium: apt-get install -y chromium (as root)", file=sys.stderr)
+    return binary
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ import coordgap
 from coordgap import semconv as sc
 from coordgap.otlp import configure_otlp
 
-from .browser import chromium, ensure_chromium, playwright_installed
+from .browser import browser_for_screenshots, chromium
 from .servers import phoenix_installed, start_phoenix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,12 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not phoenix_installed():
         print("needs Phoenix: pip install -e '.[test,phoenix]'", file=sys.stderr)
         return 2
-    if not playwright_installed():
-        print("needs playwright: pip install -e '.[test]'", file=sys.stderr)
-        return 2
-    binary = ensure_chromium()
+    binary = browser_for_screenshots()
     if binary is None:
-        print("needs Chromium: apt-get install -y chromium (as root)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="coordgap-phoenix-") as tmp:
         server = start_phoenix(Path(tmp))

@@ -14,9 +14,6 @@ Option: ``--out DIR`` (default ``docs/img``).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +25,7 @@ from pathlib import Path
 from coordgap.fleet import fleet_snapshot
 
 from .browser import chromium, ensure_chromium, playwright_installed
-from .servers import HOST, ensure_prometheus, free_port, start_prometheus
+from .servers import HOST, ensure_prometheus, free_port, start_prometheus, stop_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("fleet_worker.py")
@@ -96,13 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(out))
         finally:
-            if prometheus is not None:
-                prometheus.stop()
-            for proc in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-            for proc in procs:
-                proc.wait(timeout=20)
+            stop_fleet(prometheus, procs)
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import coordgap
 from coordgap._report import Report
 
-from .browser import chromium, ensure_chromium, playwright_installed, screenshot
+from .browser import browser_for_screenshots, chromium, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREEN = 1275
@@ -47,12 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=400)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     args = parser.parse_args(argv)
-    if not playwright_installed():
-        print("needs playwright: pip install -e '.[test]'", file=sys.stderr)
-        return 2
-    binary = ensure_chromium()
+    binary = browser_for_screenshots()
     if binary is None:
-        print("needs Chromium: apt-get install -y chromium (as root)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "report.html"

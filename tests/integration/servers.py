@@ -271,6 +271,17 @@ def ensure_prometheus() -> str | None:
     return shutil.which("prometheus")
 
 
+def stop_fleet(prometheus: Server | None, workers: list[subprocess.Popen[bytes]]) -> None:
+    """Stop Prometheus (when it started) and the worker processes scraped by it."""
+    if prometheus is not None:
+        prometheus.stop()
+    for proc in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in workers:
+        proc.wait(timeout=20)
+
+
 def start_prometheus(binary: str, workdir: Path, targets: list[str]) -> Server:
     """Start Prometheus on 127.0.0.1 scraping ``targets`` every second; wait until ready."""
     port = free_port()

@@ -11,10 +11,8 @@ reliability. The same decoder reads each worker's ``/metrics`` text (what
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -94,13 +92,7 @@ def fleet(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> I
         assert prometheus is not None
         yield Fleet(prometheus, ledgers, [f"http://{t}/metrics" for t in targets])
     finally:
-        if prometheus is not None:
-            prometheus.stop()
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=20)
+        servers.stop_fleet(prometheus, procs)
 
 
 def _wait_for_ledger(out: Path, proc: subprocess.Popen[bytes]) -> LedgerSnapshot:

@@ -338,8 +338,9 @@ class Recorder:
 
     def add_sinks(self, sinks: Sequence[Callable[[Event], None]]) -> None:
         self.sinks = (*self.sinks, *sinks)
-        # quiet: no sink wants event objects and no span is live, so the probes only count
-        self.quiet = not self.sinks and not self.live
+        # quiet: no sink wants event objects, so the probes count successes straight into
+        # the ledger (live node spans are ended on that path too); failures are still events
+        self.quiet = not self.sinks
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -520,13 +521,20 @@ class Recorder:
         clean = status == "ok" and not run.failed
         if run.fault_finals or run.fault_retries:
             self._settle_faults(run, status)
-        if run.quiet and (self.spans is None or (status != "error" and not run.failures)):
-            # nobody needs the event (spans.run_end would return at once): count and go
+        spans = self.spans
+        if run.quiet and (
+            spans is None
+            or (clean if self.live else status != "error" and not run.failures)
+        ):
+            # nobody needs the event (a clean run's live span only ends; in failures mode
+            # spans.run_end would return at once): count and go
             ledger = self.ledger
             with ledger.lock:
                 count_run(
                     ledger.runs_row, status, clean, end_ns - run.start_ns, error_type, error_at
                 )
+            if spans is not None and self.live:
+                spans.run_end_clean(run, end_ns)
             return
         outcome = RunOutcome(
             graph=self.graph,

@@ -405,6 +405,14 @@ class SpanRecorder:
             return None
         return current
 
+    def run_end_clean(self, run: Any, end_ns: int) -> None:
+        """Close the live run span of a run that finished ok with no failure:
+        run_end() without building the outcome."""
+        span = run.span
+        if span is not None:
+            span.set_attribute(sc.ATTR_OUTCOME, "ok")
+            span.end(end_time=end_ns)
+
     def run_end(self, run: Any, outcome: RunOutcome) -> None:
         """Close the run span, or, in failures mode, create it with its failed children."""
         if self.live:

@@ -11,7 +11,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import coordgap
 
@@ -114,3 +114,59 @@ def test_queued_durations_reach_every_reader_once() -> None:
     assert count(readers[1]) == attempts  # ...into the histogram every reader sees
     app.invoke({"i": 0, "out": []})
     assert count(readers[1]) == attempts + 3  # cumulative, nothing lost or doubled
+
+
+def _span_tree(capture: Any) -> list[tuple[Any, ...]]:
+    """The spans as (name, parent's name, attributes, status), ids and times left out."""
+    spans = capture.spans()
+    names = {s["span_id"]: s["name"] for s in spans}
+    return sorted(
+        (
+            s["name"],
+            names.get(s["parent"]),
+            sorted((k, repr(v)) for k, v in s["attributes"].items()),
+            s["status"],
+            s["status_description"],
+        )
+        for s in spans
+    )
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    loops=st.integers(1, 5),
+    fan=st.integers(0, 4),
+    mode=st.sampled_from(["failures", "all"]),
+)
+def test_fast_path_spans_equal_event_path(loops: int, fan: int, mode: str) -> None:
+    """Live node and run spans end on the quiet path too: the span tree is the one the
+    event path makes, failures (a broken contract, a raising reducer) included."""
+    from coordgap.testing import capture_telemetry
+
+    class SmallI(BaseModel):
+        i: int = Field(le=3)  # broken on the loop's fifth visit and after
+
+    contracts = {
+        "work": coordgap.Contract(requires=HasI),
+        "step": coordgap.Contract(requires=SmallI),
+    }
+    trees = []
+    for sinks in ([], [lambda event: None]):
+        with capture_telemetry() as otel:
+            app = coordgap.instrument(
+                _builder(loops, fan),
+                spans=mode,  # type: ignore[arg-type]
+                metrics=False,
+                contracts=contracts,
+                sinks=sinks,
+                tracer_provider=otel.tracer_provider,
+            )
+            for _ in range(2):
+                try:
+                    app.invoke({"i": 0, "out": []})
+                except Exception:  # fan > 3: the reducer raises, in both graphs
+                    pass
+            trees.append(_span_tree(otel))
+    assert trees[0] == trees[1]
+    if mode == "all" or loops > 4 or fan > 3:  # a span exists: the comparison compared
+        assert any(name == "coordgap.run" for name, *_ in trees[0])

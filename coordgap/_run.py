@@ -523,8 +523,7 @@ class Recorder:
             self._settle_faults(run, status)
         spans = self.spans
         if run.quiet and (
-            spans is None
-            or (clean if self.live else status != "error" and not run.failures)
+            spans is None or (clean if self.live else status != "error" and not run.failures)
         ):
             # nobody needs the event (a clean run's live span only ends; in failures mode
             # spans.run_end would return at once): count and go

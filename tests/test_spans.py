@@ -120,19 +120,9 @@ def test_user_spans_inside_a_node_nest_under_the_node_span(
     tracer_provider: Any, span_exporter: Any
 ) -> None:
     """A span the node opens itself is a child of coordgap's node span (spans='all')."""
-    from langgraph.graph import END, START, StateGraph
+    from peer_scenarios import user_span
 
-    tracer = tracer_provider.get_tracer("user")
-
-    def llm(state: State) -> dict[str, Any]:
-        with tracer.start_as_current_span("llm.call"):
-            return {"n": 1}
-
-    b = StateGraph(State)
-    b.add_node("llm", llm)
-    b.add_edge(START, "llm")
-    b.add_edge("llm", END)
-    app = coordgap.instrument(b, spans="all", tracer_provider=tracer_provider)
+    app = user_span("all", tracer_provider)
     app.invoke({"n": 0})
     spans = span_exporter.get_finished_spans()
     (call,) = by_name(spans, "llm.call")

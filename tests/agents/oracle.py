@@ -674,7 +674,12 @@ class Oracle:
         complete: set[str] = set()
         for channel, sources in info.joins.items():
             if channel.endswith(f":{task.name}"):
-                written = {p.join_source for p in bucket if p.channel == channel}
+                # the barrier as the task sees it: the checkpoint it runs on holds the sides
+                # written before its superstep, not a side a task of its own superstep wrote
+                # (as when it is a resumed task whose step's other tasks finished before)
+                written = {
+                    p.join_source for p in bucket if p.channel == channel and p.step < task.step
+                }
                 if set(sources) <= written:
                     complete.add(channel)
         for p in bucket:

@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 import pytest
-from graphs import GraphSpec, build, fuzz_settings, graph_specs, without_async
+from graphs import EdgeSpec, GraphSpec, NodeSpec, build, fuzz_settings, graph_specs, without_async
 from hypothesis import given, settings
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
@@ -100,6 +100,33 @@ def check(spec: GraphSpec, limit: int) -> None:
         for s, t in sorted(set(got) | set(want))
         if got.get((s, t), 0) != want.get((s, t), 0)
     )
+
+
+def test_join_completed_while_its_target_is_interrupted() -> None:
+    # the soak failure, shrunk: n1 (asks, then Command -> n2) has an edge to n0 and is a
+    # side of the join [n0, n1] -> n2; n2 asks every time it runs. Step 2 runs n0 and n2
+    # (by the Command, the barrier holding n1 only); n2 interrupts and runs step 2 again
+    # on resume, still on that barrier; n0's side lands when step 2 ends, so n2's step-3
+    # task starts on the complete barrier and takes both join handoffs
+    spec = GraphSpec(
+        nodes=(
+            NodeSpec("n0"),
+            NodeSpec("n1", interrupts=True, command=("n2",)),
+            NodeSpec("n2", interrupts=True),
+        ),
+        entry=("n1",),
+        edges=(EdgeSpec("n1", "static", ("n0",)),),
+        joins=((("n0", "n1"), "n2"),),
+        entry_router=True,
+    )
+    check(spec, 12)
+    assert _coordgap_delivered(spec, 12) == {
+        ("__start__", "n1"): 1,
+        ("n1", "n0"): 1,
+        ("n1", "n2"): 2,  # its Command in step 2, its join side in step 3
+        ("n0", "n2"): 1,  # its join side, taken in step 3
+        ("n2", "__end__"): 1,
+    }
 
 
 @settings(fuzz_settings(), max_examples=30)

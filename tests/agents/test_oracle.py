@@ -195,6 +195,59 @@ def test_join_whose_other_side_never_wrote_is_undelivered() -> None:
     assert_same_ledger(oracle.expected(), want)
 
 
+def _join_behind_an_interrupt() -> StateGraph[Any]:
+    """``a`` routes to ``c`` by Command and to ``b`` by an edge, and is one side of the join
+    ``[a, b] -> c``; ``c`` asks for input every time it runs."""
+
+    def a(state: S) -> Command[Any]:
+        return Command(goto="c", update={"log": ["a"]})
+
+    def c(state: S) -> dict[str, Any]:
+        return {"log": [f"c={interrupt('ok?')}"]}
+
+    b = StateGraph(S)
+    b.add_node("a", a, destinations=("c",))
+    b.add_node("b", _step("b"))
+    b.add_node("c", c)
+    b.add_edge(START, "a")
+    b.add_edge("a", "b")
+    b.add_edge(["a", "b"], "c")
+    return b
+
+
+def test_join_completed_in_its_targets_interrupted_step_is_taken_the_step_after() -> None:
+    # step 1: a writes branch:to:c, branch:to:b and its side of the join. step 2: b writes
+    # the other side while c (run by the Command; the barrier holds only a) interrupts. On
+    # resume c runs step 2 again on the same checkpoint: the barrier it sees still holds
+    # only a, so it takes no join handoff; b's side lands when step 2 ends, and in step 3 c
+    # runs again on the complete barrier: it takes both join handoffs, then interrupts.
+    oracle = Oracle(_join_behind_an_interrupt().compile(checkpointer=InMemorySaver()))
+    cfg = {"configurable": {"thread_id": "t"}}
+    oracle.invoke({"log": []}, cfg)
+    oracle.invoke(Command(resume="1"), cfg)
+    oracle.invoke(Command(resume="2"), cfg)
+    assert not oracle.graph.get_state(cfg).next
+    # LangGraph's own record: the barrier as each superstep's tasks saw it
+    saved = {
+        s.metadata["step"]: oracle.saver.get_tuple(s.config).checkpoint["channel_values"]
+        for s in oracle.graph.get_state_history(cfg)
+    }
+    seen = {step: values.get("join:a+b:c") for step, values in saved.items()}
+    assert seen[1] == {"a"} and seen[2] == {"a", "b"}
+    want = expect(
+        {"a": (1, 0), "b": (1, 0), "c": (2, 0)},
+        {
+            ("__start__", "a"): edge(1),
+            ("a", "b"): edge(1),
+            ("a", "c"): (2, 0, {"command": 1, "join": 1}, {}),
+            ("b", "c"): ok(1, "join"),
+            ("c", "__end__"): edge(2),
+        },
+        runs=(3, 1, 0, 2, 1, {}),
+    )
+    assert_same_ledger(oracle.expected(), want)
+
+
 def test_send_fan_out_is_one_handoff_per_send() -> None:
     def fan(state: S) -> list[Send]:
         return [Send("w", {"x": i}) for i in range(3)]

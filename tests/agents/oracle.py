@@ -71,10 +71,12 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import traceback
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -626,6 +628,10 @@ class Oracle:
             )
             for _, step_tasks in itertools.groupby(group, key=lambda t: t.step):
                 step_list = list(step_tasks)
+                if status == "error":
+                    # a task LangGraph cancelled before it ran, when another task of its
+                    # step raised: the debug stream announced it, but it never started
+                    step_list = [t for t in step_list if t.result is not None or not _cancelled(t)]
                 for task in step_list:
                     if task.push and not task.name:
                         task.name = self._sent_to(task, pending)
@@ -783,6 +789,18 @@ class Oracle:
             self.tally.router(rid, info.q(task.name), (), type(error).__name__)
             return True
         return False
+
+
+def _cancelled(task: _Task) -> bool:
+    """Whether a task's only saved write is the ``CancelledError`` LangGraph saves for a
+    task it cancelled: a sync task's future cancelled before a thread took it never ran.
+    (An async task can be cancelled after it began; sync and async alike are read as not
+    started, which is what a task cancelled before its first line is.)"""
+    writes = task.writes or ()
+    return bool(writes) and all(
+        channel == "__error__" and isinstance(value, (asyncio.CancelledError, CancelledError))
+        for channel, value in writes
+    )
 
 
 def _finished(task: _Task) -> bool:

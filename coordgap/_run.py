@@ -7,10 +7,11 @@ probes (``_probes``) saw into counts and events. Pending handoffs outlive a run
 only when LangGraph really paused it (an interrupt or a static breakpoint), and
 then only on the same thread.
 
-How outcomes leave is chosen once, at ``instrument()``: with no sink and no live
-span, the probes count straight into the ledger with its counting primitives and
-build no event ("quiet"); otherwise every outcome is an event for the ledger, the
-sinks and the span recorder. A run of an instrumented graph invoked inside a task
+How outcomes leave is chosen once, at ``instrument()``: with no sink, the probes
+count successes straight into the ledger with its counting primitives and build no
+event ("quiet"; live spans are started and ended on that path too), and failures
+are events; with a sink every outcome is an event for the ledger, the sinks and
+the span recorder. A run of an instrumented graph invoked inside a task
 of *another* instrumented graph is linked to that task: its events are also
 forwarded, renamed under the calling node, to the outer graph.
 """

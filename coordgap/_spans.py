@@ -408,24 +408,26 @@ class SpanRecorder:
     def run_end_clean(self, run: Any, end_ns: int) -> None:
         """Close the live run span of a run that finished ok with no failure:
         run_end() without building the outcome."""
+        self._close_live(run, "ok", True, None, end_ns)
+
+    def _close_live(
+        self, run: Any, status: str, clean: bool, error_type: str | None, end_ns: int
+    ) -> None:
         span = run.span
-        if span is not None:
-            span.set_attribute(sc.ATTR_OUTCOME, "ok")
-            span.end(end_time=end_ns)
+        if span is None:
+            return
+        span.set_attribute(sc.ATTR_OUTCOME, status)
+        if status == "error":
+            span.set_attribute(sc.ATTR_ERROR_TYPE, error_type or "Exception")
+            span.set_status(_error_status(error_type))
+        elif not clean and status == "ok":
+            span.set_status(Status(StatusCode.ERROR, "a component failed"))
+        span.end(end_time=end_ns)
 
     def run_end(self, run: Any, outcome: RunOutcome) -> None:
         """Close the run span, or, in failures mode, create it with its failed children."""
         if self.live:
-            span = run.span
-            if span is None:
-                return
-            span.set_attribute(sc.ATTR_OUTCOME, outcome.status)
-            if outcome.status == "error":
-                span.set_attribute(sc.ATTR_ERROR_TYPE, outcome.error_type or "Exception")
-                span.set_status(_error_status(outcome.error_type))
-            elif not outcome.clean and outcome.status == "ok":
-                span.set_status(Status(StatusCode.ERROR, "a component failed"))
-            span.end(end_time=outcome.end_ns)
+            self._close_live(run, outcome.status, outcome.clean, outcome.error_type, outcome.end_ns)
             return
         if run.peer is not None:
             return  # the other tracer's graph span stands for the run; failures are made
